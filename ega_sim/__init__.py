@@ -1,0 +1,25 @@
+"""ega-sim: simulate ad auctions and measure mechanisms, from GSP and VCG to EGA-V2.
+
+    >>> import ega_sim
+    >>> scenario = ega_sim.load_scenario("textbook")
+    >>> result = ega_sim.evaluate("cascade/vcg", scenario, requests=1000, seed=0)
+    >>> result.regret_max < 1e-9
+    True
+"""
+
+from ega_sim.config import ConfigError, load_scenario
+from ega_sim.evaluation import EvaluationResult, evaluate
+from ega_sim.mechanisms import make_mechanism, mechanism_names
+from ega_sim.provenance import package_version
+
+__version__ = package_version()
+
+__all__ = [
+    "ConfigError",
+    "EvaluationResult",
+    "__version__",
+    "evaluate",
+    "load_scenario",
+    "make_mechanism",
+    "mechanism_names",
+]

@@ -1,0 +1,172 @@
+"""Scenario configs: frozen dataclasses, validated when built, loaded from TOML scenario files.
+
+A scenario is named by a path to a `.toml` file or by the name of a shipped scenario file in
+`envs/` (without `.toml`). Every malformed value is a ConfigError naming file, key, expected, got.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ega_sim.config.errors import ConfigError
+from ega_sim.config.reader import TableReader, read_toml
+from ega_sim.world.distributions import ContinuousDistribution, Fixed, LogNormal, Uniform
+
+SCENARIO_KINDS = ("position_auction",)
+
+
+@dataclass(frozen=True)
+class PositionAuctionConfig:
+    """The textbook position auction: P(click | bidder i in slot k) = slot_ctr[k] * quality_i."""
+
+    name: str
+    n_bidders: int
+    slot_ctr: tuple[float, ...]  # alpha_1 >= ... >= alpha_K > 0; K = len(slot_ctr)
+    values: ContinuousDistribution  # value per click, i.i.d. across bidders and requests
+    quality: Fixed | Uniform = Fixed((1.0,))  # pCTR q_i in (0, 1]
+    reserve: float = 0.0  # per-click reserve price of the cascade allocator
+    source: str = "<python>"  # the file it was read from, for error messages
+    kind: str = "position_auction"
+
+    def __post_init__(self) -> None:
+        def fail(key: str, expected: str, got: object) -> ConfigError:
+            return ConfigError(self.source, key, expected, got)
+
+        if not isinstance(self.n_bidders, int) or self.n_bidders < 1:
+            raise fail("n_bidders", "an integer >= 1", self.n_bidders)
+        if len(self.slot_ctr) < 1:
+            raise fail("slot_ctr", "at least one slot", list(self.slot_ctr))
+        for k, alpha in enumerate(self.slot_ctr):
+            if not (math.isfinite(alpha) and 0.0 < alpha <= 1.0):
+                raise fail(f"slot_ctr[{k}]", "a click factor in (0, 1]", alpha)
+        for k in range(1, len(self.slot_ctr)):
+            if self.slot_ctr[k] > self.slot_ctr[k - 1]:
+                raise fail(
+                    "slot_ctr",
+                    f"non-increasing click factors (slot {k + 1} exceeds slot {k})",
+                    list(self.slot_ctr),
+                )
+        if not (math.isfinite(self.reserve) and self.reserve >= 0.0):
+            raise fail("reserve", "a finite number >= 0", self.reserve)
+        _validate_values(self.values, self.source)
+        _validate_quality(self.quality, self.n_bidders, self.source)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slot_ctr)
+
+
+ScenarioConfig = PositionAuctionConfig
+
+
+def _validate_values(values: object, source: str) -> None:
+    if isinstance(values, Uniform):
+        if not (math.isfinite(values.low) and math.isfinite(values.high)):
+            raise ConfigError(source, "values", "finite low and high", values)
+        if values.low < 0.0:
+            raise ConfigError(source, "values.low", "a value per click >= 0", values.low)
+        if values.high <= values.low:
+            raise ConfigError(source, "values.high", f"a number > low ({values.low})", values.high)
+    elif isinstance(values, LogNormal):
+        if not math.isfinite(values.mean):
+            raise ConfigError(source, "values.mean", "a finite number", values.mean)
+        if not (math.isfinite(values.sigma) and values.sigma > 0.0):
+            raise ConfigError(source, "values.sigma", "a number > 0", values.sigma)
+    else:
+        raise ConfigError(source, "values", "a Uniform or LogNormal distribution", values)
+
+
+def _validate_quality(quality: object, n_bidders: int, source: str) -> None:
+    if isinstance(quality, Fixed):
+        if len(quality.values) not in (1, n_bidders):
+            raise ConfigError(
+                source, "quality.values", f"1 or n_bidders = {n_bidders} numbers", quality.values
+            )
+        for i, q in enumerate(quality.values):
+            if not (math.isfinite(q) and 0.0 < q <= 1.0):
+                raise ConfigError(source, f"quality.values[{i}]", "a pCTR in (0, 1]", q)
+    elif isinstance(quality, Uniform):
+        if not (0.0 < quality.low <= quality.high <= 1.0):
+            raise ConfigError(source, "quality", "0 < low <= high <= 1", quality)
+    else:
+        raise ConfigError(source, "quality", "a Fixed or Uniform distribution", quality)
+
+
+def _read_values(table: TableReader) -> ContinuousDistribution:
+    dist = table.str("dist", choices=("uniform", "lognormal"))
+    if dist == "uniform":
+        result: ContinuousDistribution = Uniform(table.float("low"), table.float("high"))
+    else:
+        result = LogNormal(table.float("mean"), table.float("sigma"))
+    table.finish()
+    return result
+
+
+def _read_quality(table: TableReader) -> Fixed | Uniform:
+    dist = table.str("dist", choices=("fixed", "uniform"))
+    if dist == "uniform":
+        result: Fixed | Uniform = Uniform(table.float("low"), table.float("high"))
+    elif table.has("values"):
+        result = Fixed(tuple(table.float_list("values")))
+    else:
+        result = Fixed((table.float("value"),))
+    table.finish()
+    return result
+
+
+def parse_scenario(document: dict, source: str) -> ScenarioConfig:
+    """Build a validated scenario config from a parsed TOML document."""
+    root = TableReader(document, source)
+    kind = root.str("kind", choices=SCENARIO_KINDS)
+    name = root.str("name", Path(source).stem)
+    config = PositionAuctionConfig(
+        name=name,
+        n_bidders=root.int("n_bidders", min=1),
+        slot_ctr=tuple(root.float_list("slot_ctr")),
+        reserve=root.float("reserve", 0.0, min=0.0),
+        values=_read_values(root.table_reader("values")),
+        quality=_read_quality(root.table_reader("quality", {"dist": "fixed", "value": 1.0})),
+        source=source,
+        kind=kind,
+    )
+    root.finish()
+    return config
+
+
+def scenario_dirs() -> list[Path]:
+    """Where shipped scenario files live: inside a wheel, or envs/ of a source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    return [d for d in (package / "_scenario_files", package.parent / "envs") if d.is_dir()]
+
+
+def available_scenarios() -> list[str]:
+    return sorted({path.stem for d in scenario_dirs() for path in d.glob("*.toml")})
+
+
+def resolve_scenario_path(path_or_name: str | Path) -> Path:
+    """A path to an existing file, or the name of a shipped scenario file."""
+    candidate = Path(path_or_name)
+    if candidate.is_file():
+        return candidate
+    if candidate.suffix != ".toml" and candidate.name == str(path_or_name):
+        for directory in scenario_dirs():
+            shipped = directory / f"{path_or_name}.toml"
+            if shipped.is_file():
+                return shipped
+    raise ConfigError(
+        str(path_or_name),
+        "<scenario>",
+        "a path to a scenario file or one of the shipped names: "
+        + ", ".join(available_scenarios()),
+        "no such file",
+    )
+
+
+def load_scenario(path_or_name: str | Path | ScenarioConfig) -> ScenarioConfig:
+    """Load and validate a scenario file (path or shipped name); a config passes through."""
+    if isinstance(path_or_name, PositionAuctionConfig):
+        return path_or_name
+    path = resolve_scenario_path(path_or_name)
+    return parse_scenario(read_toml(path), str(path))

@@ -1,0 +1,1 @@
+"""Metrics: outcomes (revenue, welfare, clicks), regret and IC, closed forms from theory."""

@@ -1,0 +1,134 @@
+"""Ex-post regret: what a bidder gains by misreporting, the others' bids fixed.
+
+regret_i = max(0, max over misreports b' of u_i(v_i; b', b_-i) - u_i(v_i; b_i, b_-i)), with
+u_i = (v_i - price_i) x expected clicks under the ground-truth click model. Misreports come from
+one of three methods (DESIGN.md section 4):
+
+- `exact`: for rank-based allocators a bidder's slot only changes at its K bid thresholds, so a
+  bid just above each threshold plus a bid of 0 covers every outcome it can reach. Exact for
+  gsp, vcg and threshold (prices are constant between thresholds); for `first` the best bid of a
+  slot is its threshold itself, approached to within EXACT_NUDGE.
+- `dense`: `dense_points` bids evenly spaced on [0, gamma_max x value].
+- `grid`: the paper's multipliers 0.2, 0.4, ..., 2.0 of the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ega_sim.mechanisms.base import per_bidder
+from ega_sim.world.position_auction import AuctionRequests, PositionAuctionWorld
+
+MISREPORT_METHODS = ("exact", "dense", "grid", "none")
+PAPER_MULTIPLIERS = tuple(round(0.2 * k, 1) for k in range(1, 11))  # 0.2 .. 2.0
+EXACT_NUDGE = 1e-9  # relative step above a threshold: inside the next interval, not on its edge
+
+
+@dataclass(frozen=True)
+class MisreportSpec:
+    """How misreports are searched: method, and for `dense` the points and range."""
+
+    method: str = "exact"
+    dense_points: int = 64
+    gamma_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.method not in MISREPORT_METHODS:
+            raise ValueError(
+                f"misreport: expected one of {', '.join(MISREPORT_METHODS)}, got {self.method!r}"
+            )
+        if self.dense_points < 2:
+            raise ValueError(f"dense_points: expected an integer >= 2, got {self.dense_points!r}")
+        if not self.gamma_max > 0:
+            raise ValueError(f"gamma_max: expected a number > 0, got {self.gamma_max!r}")
+
+
+def candidate_misreports(
+    spec: MisreportSpec, mechanism, requests: AuctionRequests, bids: torch.Tensor
+) -> torch.Tensor:
+    """The misreports to try for every bidder: [B, N, C]."""
+    values = requests.value_per_click  # [B, N]
+    if spec.method == "grid":
+        gammas = values.new_tensor(PAPER_MULTIPLIERS)
+        return values.unsqueeze(2) * gammas
+    if spec.method == "dense":
+        gammas = torch.linspace(0.0, spec.gamma_max, spec.dense_points, dtype=values.dtype)
+        return values.unsqueeze(2) * gammas.to(values.device)
+    if spec.method == "exact":
+        if not hasattr(mechanism, "bid_thresholds"):
+            raise ValueError(
+                f"misreport 'exact' needs a rank-based allocator; {mechanism.name} has none:"
+                " use 'dense' or 'grid'"
+            )
+        thresholds = mechanism.bid_thresholds(requests, bids)  # [B, N, K]
+        above = thresholds + EXACT_NUDGE * thresholds.abs().clamp(min=1.0)
+        return torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)
+    raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
+
+
+def misreport_utility(
+    mechanism,
+    world: PositionAuctionWorld,
+    requests: AuctionRequests,
+    bids: torch.Tensor,
+    misreports: torch.Tensor,
+    *,
+    rerun: bool = False,
+) -> torch.Tensor:
+    """u_i of bidder i bidding misreports[b, i, c] alone, under the true click model: [B, N, C].
+
+    Rank mechanisms in a separable world answer from each bidder's thresholds (one batched
+    pass); otherwise, or with `rerun=True`, the whole mechanism is re-run on every misreport.
+    """
+    if rerun or not hasattr(mechanism, "unilateral"):
+        return rerun_utility(mechanism, world, requests, bids, misreports)
+    slot, price = mechanism.unilateral(requests, bids, misreports)  # [B, N, C] each
+    click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
+    clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
+    return clicks * (requests.value_per_click.unsqueeze(2) - price)
+
+
+def rerun_utility(
+    mechanism,
+    world: PositionAuctionWorld,
+    requests: AuctionRequests,
+    bids: torch.Tensor,
+    misreports: torch.Tensor,
+) -> torch.Tensor:
+    """The reference: re-run allocation and payment for every (bidder, misreport): [B, N, C]."""
+    batch, n_bidders, n_candidates = misreports.shape
+    per_request = n_bidders * n_candidates
+    # Row (b, i, c) of the big batch is request b with bid i replaced by misreports[b, i, c].
+    bidder = torch.arange(n_bidders, device=bids.device).repeat_interleave(n_candidates)
+    deviated = bids.repeat_interleave(per_request, dim=0)  # [B * N * C, N]
+    rows = torch.arange(deviated.shape[0], device=bids.device)
+    deviated[rows, bidder.repeat(batch)] = misreports.reshape(-1)
+    expanded = requests.repeat_each(per_request)
+    outcome = mechanism.run(expanded, deviated)
+    clicks = world.expected_clicks(expanded, outcome.slot_bidder)
+    value = expanded.value_per_click.gather(1, outcome.slot_bidder.clamp(min=0))
+    utility = per_bidder(
+        torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),
+        outcome.slot_bidder,
+        n_bidders,
+    )  # [B * N * C, N]
+    own = utility[rows, bidder.repeat(batch)]
+    return own.reshape(batch, n_bidders, n_candidates)
+
+
+def ex_post_regret(
+    spec: MisreportSpec,
+    mechanism,
+    world: PositionAuctionWorld,
+    requests: AuctionRequests,
+    bids: torch.Tensor,
+    utility: torch.Tensor,
+    *,
+    rerun: bool = False,
+) -> torch.Tensor:
+    """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`."""
+    misreports = candidate_misreports(spec, mechanism, requests, bids)
+    best = misreport_utility(mechanism, world, requests, bids, misreports, rerun=rerun).amax(dim=2)
+    return (best - utility).clamp(min=0.0)

@@ -1,0 +1,1 @@
+"""The simulated world: distributions, markets and their ground-truth click models."""
