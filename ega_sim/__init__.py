@@ -1,10 +1,10 @@
 """ega-sim: simulate ad auctions and measure mechanisms, from GSP and VCG to EGA-V2.
 
-    >>> import ega_sim
-    >>> scenario = ega_sim.load_scenario("textbook")
-    >>> result = ega_sim.evaluate("cascade/vcg", scenario, requests=1000, seed=0)
-    >>> result.regret_max < 1e-9
-    True
+>>> import ega_sim
+>>> scenario = ega_sim.load_scenario("textbook")
+>>> result = ega_sim.evaluate("cascade/vcg", scenario, requests=1000, seed=0)
+>>> result.regret_max < 1e-9
+True
 """
 
 from ega_sim.config import ConfigError, load_scenario

@@ -23,7 +23,14 @@ from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.position_auction import PositionAuctionWorld
 
-DEFAULT_CHUNK = 32_768  # requests per mechanism call: bounds memory of regret search
+# Requests per mechanism call. Small chunks stay in the CPU caches (measured: 4,096 requests of
+# n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
+CPU_CHUNK = 4_096
+CUDA_CHUNK = 65_536
+
+
+def default_chunk_size(device: torch.device) -> int:
+    return CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,17 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else (0.0 if numerator == 0 else math.inf)
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, with a clear error when CUDA is asked for but absent."""
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device here")
+    return device
+
+
 def evaluate(
     mechanism,
     scenario: ScenarioConfig | str | Path,
@@ -77,19 +95,20 @@ def evaluate(
     seed: int = 0,
     misreport: str | MisreportSpec = "exact",
     device: str | torch.device = "cpu",
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
-    """Run `mechanism` (a name like "cascade/vcg" or a mechanism) on `requests` truthful requests."""
+    """Run `mechanism` (a name like "cascade/vcg", or a mechanism) on truthful requests."""
     scenario = load_scenario(scenario)
     if isinstance(mechanism, str):
         mechanism = make_mechanism(mechanism, scenario)
     spec = misreport if isinstance(misreport, MisreportSpec) else MisreportSpec(method=misreport)
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: expected an integer >= 1, got {requests!r}")
+    device = resolve_device(device)
+    chunk_size = default_chunk_size(device) if chunk_size is None else chunk_size
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
-    device = torch.device(device)
     world = PositionAuctionWorld(scenario, device=device)
 
     started = time.perf_counter()
@@ -103,7 +122,9 @@ def evaluate(
         batch = all_requests.slice(start, start + chunk_size)
         bids = batch.value_per_click  # truthful
         outcome = mechanism.run(batch, bids)
-        measured = measure_outcome(batch, bids, outcome, world.expected_clicks(batch, outcome.slot_bidder))
+        measured = measure_outcome(
+            batch, bids, outcome, world.expected_clicks(batch, outcome.slot_bidder)
+        )
         series["revenue"].append(measured.revenue)
         series["welfare"].append(measured.welfare)
         series["utility"].append(measured.utility.sum(1))

@@ -1,4 +1,4 @@
-"""The one error type for bad configuration: it names the file, the key, what was expected and got."""
+"""The error for bad configuration: it names the file, the key, what was expected and got."""
 
 from __future__ import annotations
 

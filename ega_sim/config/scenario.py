@@ -15,6 +15,7 @@ from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.world.distributions import ContinuousDistribution, Fixed, LogNormal, Uniform
 
 SCENARIO_KINDS = ("position_auction",)
+DEFAULT_QUALITY = Fixed((1.0,))
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class PositionAuctionConfig:
     n_bidders: int
     slot_ctr: tuple[float, ...]  # alpha_1 >= ... >= alpha_K > 0; K = len(slot_ctr)
     values: ContinuousDistribution  # value per click, i.i.d. across bidders and requests
-    quality: Fixed | Uniform = Fixed((1.0,))  # pCTR q_i in (0, 1]
+    quality: Fixed | Uniform = DEFAULT_QUALITY  # pCTR q_i in (0, 1]
     reserve: float = 0.0  # per-click reserve price of the cascade allocator
     source: str = "<python>"  # the file it was read from, for error messages
     kind: str = "position_auction"

@@ -11,7 +11,9 @@ from ega_sim.mechanisms.score import MonotoneScore, virtual_value_score
 
 def make_cascade(scenario: PositionAuctionConfig) -> RankByScoreAllocator:
     """Rank by score q_i * b_i; bids below the scenario's reserve lose."""
-    return RankByScoreAllocator("cascade", scenario.slot_ctr, MonotoneScore.make_identity(), scenario.reserve)
+    return RankByScoreAllocator(
+        "cascade", scenario.slot_ctr, MonotoneScore.make_identity(), scenario.reserve
+    )
 
 
 def make_myerson(scenario: PositionAuctionConfig) -> RankByScoreAllocator:

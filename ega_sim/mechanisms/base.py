@@ -31,7 +31,9 @@ class Outcome:
         return self.allocation.slot_bidder
 
 
-def per_bidder(slot_values: torch.Tensor, slot_bidder: torch.Tensor, n_bidders: int) -> torch.Tensor:
+def per_bidder(
+    slot_values: torch.Tensor, slot_bidder: torch.Tensor, n_bidders: int
+) -> torch.Tensor:
     """Move a per-slot tensor [B, K] to per-bidder [B, N]; bidders not shown get 0."""
     batch = slot_values.shape[0]
     result = slot_values.new_zeros((batch, n_bidders + 1))  # column N collects the empty slots

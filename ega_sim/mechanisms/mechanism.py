@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ega_sim.mechanisms.base import Outcome, bidder_slot
-from ega_sim.mechanisms.rank import RankByScoreAllocator
+from ega_sim.mechanisms.rank import BidderView, RankByScoreAllocator
 from ega_sim.world.position_auction import AuctionRequests
 
 
@@ -18,10 +18,13 @@ def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids"
             f"{name}: expected shape {tuple(requests.value_per_click.shape)} (requests x bidders),"
             f" got {tuple(bids.shape)}"
         )
-    if not bool(torch.isfinite(bids).all()):
-        raise ValueError(f"{name}: expected finite numbers, got NaN or infinity")
-    if bool((bids < 0).any()):
-        raise ValueError(f"{name}: expected bids >= 0, got {float(bids.min())}")
+    if bids.numel() == 0:
+        return
+    lowest, highest = torch.aminmax(bids)  # one pass; NaN propagates and fails both checks
+    if not (bool(lowest >= 0) and bool(highest < torch.inf)):
+        if not bool(torch.isfinite(bids).all()):
+            raise ValueError(f"{name}: expected finite numbers, got NaN or infinity")
+        raise ValueError(f"{name}: expected bids >= 0, got {float(lowest)}")
 
 
 class RankMechanism:
@@ -41,33 +44,30 @@ class RankMechanism:
         allocation = self.allocator.allocate(requests, bids)
         shown = allocation.slot_bidder >= 0  # [B, K]
         bidder = allocation.slot_bidder.clamp(min=0)  # [B, K], rows of empty slots are masked
-        view = self.allocator.bidder_view(requests, bids, allocation, bidder)  # [B, K, K]
         slot = torch.arange(self.allocator.n_slots, device=bids.device).expand_as(bidder)
+        view = self.allocator.bidder_view(requests, bids, allocation, bidder, own_rank=slot)
         price = self.payment_rule.price_per_click(
             view, slot.unsqueeze(2), bids.gather(1, bidder).unsqueeze(2)
         ).squeeze(2)
         return Outcome(allocation, torch.where(shown, price, 0.0))
 
+    def bidder_views(self, requests: AuctionRequests, bids: torch.Tensor) -> BidderView:
+        """Every bidder's thresholds and competitors [B, N, K], the others' bids fixed."""
+        check_bids(bids, requests)
+        allocation = self.allocator.allocate(requests, bids)
+        everyone = torch.arange(requests.n_bidders, device=bids.device).expand_as(bids)
+        return self.allocator.bidder_view(requests, bids, allocation, everyone)
+
     def unilateral(
-        self, requests: AuctionRequests, bids: torch.Tensor, misreports: torch.Tensor
+        self, view: BidderView, misreports: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Slot and price per click [B, N, C] of bidder i bidding misreports[b, i, c] alone.
 
         Equal to re-running the mechanism on each misreport (tests/test_regret.py checks it),
         without re-sorting: the others' order is fixed, so the bidder's thresholds decide.
         """
-        check_bids(bids, requests)
-        allocation = self.allocator.allocate(requests, bids)
-        everyone = torch.arange(requests.n_bidders, device=bids.device).expand_as(bids)
-        view = self.allocator.bidder_view(requests, bids, allocation, everyone)  # [B, N, K]
         slot = view.slot_for_bid(misreports)
         return slot, self.payment_rule.price_per_click(view, slot, misreports)
-
-    def bid_thresholds(self, requests: AuctionRequests, bids: torch.Tensor) -> torch.Tensor:
-        """Each bidder's own-bid thresholds t_1 >= ... >= t_K [B, N, K] (others fixed)."""
-        allocation = self.allocator.allocate(requests, bids)
-        everyone = torch.arange(requests.n_bidders, device=bids.device).expand_as(bids)
-        return self.allocator.bidder_view(requests, bids, allocation, everyone).threshold
 
     def bidder_slot(self, outcome: Outcome, n_bidders: int) -> torch.Tensor:
         return bidder_slot(outcome.slot_bidder, n_bidders)

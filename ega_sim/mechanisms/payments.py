@@ -31,7 +31,9 @@ class GSP:
 
     name = "gsp"
 
-    def price_per_click(self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor) -> torch.Tensor:
+    def price_per_click(
+        self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
+    ) -> torch.Tensor:
         return _gather_slot(view.threshold, slot)
 
 
@@ -44,7 +46,9 @@ class VCG:
 
     name = "vcg"
 
-    def price_per_click(self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor) -> torch.Tensor:
+    def price_per_click(
+        self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
+    ) -> torch.Tensor:
         floor = view.quality.unsqueeze(2) * view.reserve_per_click  # [B, R, 1]
         expected = _suffix_weighted(view, torch.maximum(view.competitor_welfare, floor))
         per_click = expected / (view.slot_ctr * view.quality.unsqueeze(2))  # [B, R, K]
@@ -59,7 +63,9 @@ class Threshold:
 
     name = "threshold"
 
-    def price_per_click(self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor) -> torch.Tensor:
+    def price_per_click(
+        self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
+    ) -> torch.Tensor:
         per_click = _suffix_weighted(view, view.threshold) / view.slot_ctr  # [B, R, K]
         return _gather_slot(per_click, slot)
 
@@ -69,7 +75,9 @@ class FirstPrice:
 
     name = "first"
 
-    def price_per_click(self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor) -> torch.Tensor:
+    def price_per_click(
+        self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
+    ) -> torch.Tensor:
         return torch.where(slot >= 0, bid, 0.0)
 
 

@@ -31,22 +31,45 @@ class BidderView:
 
     bidder: torch.Tensor  # [B, R] long, whose view each row is
     threshold: torch.Tensor  # lowest own bid that wins slot j or better (>= the reserve)
-    competitor_welfare: torch.Tensor  # q_c * b_c of the other ranked j-th (0 if none): VCG
+    competitor: torch.Tensor  # long, the other bidder ranked j-th among the others
+    competitor_score: torch.Tensor  # its score; -inf if there is none or it is below reserve
+    competitor_welfare: torch.Tensor  # its q_c * b_c (0 if none): what VCG charges for
     quality: torch.Tensor  # [B, R] q of the viewing bidder
     slot_ctr: torch.Tensor  # [K] alpha_k
     reserve_per_click: float
+    score_function: MonotoneScore
 
     def slot_for_bid(self, bid: torch.Tensor) -> torch.Tensor:
-        """The slot [B, R, C] (long, -1 = no slot) the bidder gets by bidding `bid` [B, R, C]."""
-        n_slots = self.threshold.shape[2]
-        worse_slots = (self.threshold.unsqueeze(2) > bid.unsqueeze(3)).sum(dim=3)  # [B, R, C]
-        return torch.where(worse_slots < n_slots, worse_slots, -1)
+        """The slot [B, R, C] (long, -1 = none) the bidder gets by bidding `bid` [B, R, C] alone.
+
+        Compares scores exactly as the allocator's sort does (q * g(bid), ties to the lower
+        index), so it agrees with a full re-run even on exact ties.
+        """
+        own_score = self.quality.unsqueeze(2) * self.score_function(bid)  # [B, R, C]
+        # A competitor that wins ties ranks above iff its score >= ours, i.e. iff its score
+        # moved up one float step is > ours; after that shift the keys are still sorted
+        # (descending), so the slot is one batched binary search.
+        loses_ties = self.competitor < self.bidder.unsqueeze(2)  # [B, R, K]
+        key = torch.where(
+            loses_ties,
+            torch.nextafter(self.competitor_score, self.competitor_score.new_tensor(torch.inf)),
+            self.competitor_score,
+        )
+        slots_above = torch.searchsorted(-key, -own_score, right=False)  # [B, R, C]: # keys > own
+        eligible = bid >= self.reserve_per_click
+        return torch.where(eligible & (slots_above < self.n_slots), slots_above, -1)
+
+    @property
+    def n_slots(self) -> int:
+        return self.threshold.shape[2]
 
 
 class RankByScoreAllocator:
     """Rank by q_i * g(b_i) among bids >= reserve; the top K win slots 1..K in order."""
 
-    def __init__(self, name: str, slot_ctr: tuple[float, ...], score: MonotoneScore, reserve: float):
+    def __init__(
+        self, name: str, slot_ctr: tuple[float, ...], score: MonotoneScore, reserve: float
+    ):
         self.name = name
         self.slot_ctr_values = tuple(slot_ctr)
         self.score_function = score
@@ -81,37 +104,45 @@ class RankByScoreAllocator:
         bids: torch.Tensor,
         allocation: RankAllocation,
         bidder: torch.Tensor,
+        own_rank: torch.Tensor | None = None,
     ) -> BidderView:
-        """Thresholds and competitors of the bidders `bidder` [B, R] (others' bids fixed)."""
+        """Thresholds and competitors of the bidders `bidder` [B, R] (others' bids fixed).
+
+        `own_rank` [B, R] (their positions in `allocation.order`) is derived when not given.
+        """
         batch, n_bidders = bids.shape
-        n_slots = self.n_slots
-        # Rank of each viewed bidder in the full order.
-        rank_of = torch.empty_like(allocation.order)
-        rank_of.scatter_(1, allocation.order, torch.arange(n_bidders, device=bids.device).expand_as(bids))
-        own_rank = rank_of.gather(1, bidder)  # [B, R]
-        # The other ranked j-th (0-based) sits at position j, or j + 1 once past the bidder.
-        j = torch.arange(n_slots, device=bids.device)  # [K]
-        position = j + (j >= own_rank.unsqueeze(2)).long()  # [B, R, K]
-        exists = position < n_bidders
-        flat = position.clamp(max=n_bidders - 1).reshape(batch, -1)
-        competitor = allocation.order.gather(1, flat).reshape(position.shape)  # [B, R, K]
-        competitor_score = allocation.score.gather(1, competitor.reshape(batch, -1)).reshape(
-            position.shape
-        )
-        present = exists & (competitor_score > -torch.inf)
+        if own_rank is None:
+            rank_of = torch.empty_like(allocation.order)
+            positions = torch.arange(n_bidders, device=bids.device).expand_as(bids)
+            own_rank = rank_of.scatter_(1, allocation.order, positions).gather(1, bidder)
+        # The other ranked j-th (0-based) sits at position j, or j + 1 once past the bidder;
+        # position N is a sentinel column: no bidder, score -inf, welfare 0.
+        j = torch.arange(self.n_slots, device=bids.device)  # [K]
+        position = (j + (j >= own_rank.unsqueeze(2)).long()).clamp(max=n_bidders)  # [B, R, K]
+        flat_position = position.reshape(batch, -1)
+        sentinel = torch.full((batch, 1), n_bidders, dtype=torch.long, device=bids.device)
+        order = torch.cat([allocation.order, sentinel], dim=1)  # [B, N + 1]
+        competitor_flat = order.gather(1, flat_position)  # [B, R * K]
+        eligible = allocation.score > -torch.inf
+        score = torch.cat([allocation.score, allocation.score.new_full((batch, 1), -torch.inf)], 1)
+        welfare = torch.where(eligible, requests.quality * bids, 0.0)
+        welfare = torch.cat([welfare, welfare.new_zeros((batch, 1))], dim=1)  # [B, N + 1]
+        competitor_score = score.gather(1, competitor_flat).view(position.shape)  # [B, R, K]
         own_quality = requests.quality.gather(1, bidder)  # [B, R]
-        # To beat the competitor: q_i g(b) > s_c, or == s_c when i has the lower index.
+        competitor = competitor_flat.view(position.shape)
+        # Beating competitor c takes q_i g(b) > s_c, or == s_c when i has the lower index;
+        # an absent competitor (-inf) leaves only the reserve.
         loses_ties = competitor < bidder.unsqueeze(2)
-        needed_score = torch.where(present, competitor_score, 0.0) / own_quality.unsqueeze(2)
+        needed_score = competitor_score / own_quality.unsqueeze(2)
         threshold = self.score_function.inverse(needed_score, upper=loses_ties)
-        threshold = torch.where(present, threshold.clamp(min=self.reserve_per_click), self.reserve_per_click)
-        competitor_welfare = (requests.quality * bids).gather(1, competitor.reshape(batch, -1))
-        competitor_welfare = torch.where(present, competitor_welfare.reshape(position.shape), 0.0)
         return BidderView(
             bidder=bidder,
-            threshold=threshold,
-            competitor_welfare=competitor_welfare,
+            threshold=threshold.clamp(min=self.reserve_per_click),
+            competitor=competitor,
+            competitor_score=competitor_score,
+            competitor_welfare=welfare.gather(1, competitor_flat).view(position.shape),
             quality=own_quality,
             slot_ctr=self._slot_ctr(bids),
             reserve_per_click=self.reserve_per_click,
+            score_function=self.score_function,
         )

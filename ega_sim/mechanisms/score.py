@@ -7,6 +7,8 @@ identity; `myerson` uses the (ironed) virtual value of the value distribution.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -82,7 +84,8 @@ def virtual_value_score(values: ContinuousDistribution, grid_points: int = 4001)
     """
     if isinstance(values, Uniform):
         return MonotoneScore(
-            np.array([values.low, values.high]), np.array([2 * values.low - values.high, values.high])
+            np.array([values.low, values.high]),
+            np.array([2 * values.low - values.high, values.high]),
         )
     if not isinstance(values, LogNormal):
         raise TypeError(f"no virtual value for {values!r}")
@@ -111,7 +114,7 @@ def _iron(bids: np.ndarray, sale_probability: np.ndarray, phi: np.ndarray) -> np
             hull.pop()
         hull.append(index)
     ironed = phi[::-1].copy()
-    for a, b in zip(hull[:-1], hull[1:], strict=True):
+    for a, b in itertools.pairwise(hull):
         if b - a > 1:  # points skipped by the hull: an ironed interval with one constant slope
             ironed[a : b + 1] = (revenue[b] - revenue[a]) / (u[b] - u[a])
     ironed = ironed[::-1]  # back to ascending bids

@@ -46,9 +46,10 @@ class MisreportSpec:
 
 
 def candidate_misreports(
-    spec: MisreportSpec, mechanism, requests: AuctionRequests, bids: torch.Tensor
+    spec: MisreportSpec, requests: AuctionRequests, thresholds: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The misreports to try for every bidder: [B, N, C]."""
+    """The misreports to try for every bidder: [B, N, C]. `exact` needs the bidders' own-bid
+    thresholds [B, N, K] (others fixed), which only rank-based allocators have."""
     values = requests.value_per_click  # [B, N]
     if spec.method == "grid":
         gammas = values.new_tensor(PAPER_MULTIPLIERS)
@@ -57,37 +58,13 @@ def candidate_misreports(
         gammas = torch.linspace(0.0, spec.gamma_max, spec.dense_points, dtype=values.dtype)
         return values.unsqueeze(2) * gammas.to(values.device)
     if spec.method == "exact":
-        if not hasattr(mechanism, "bid_thresholds"):
+        if thresholds is None:
             raise ValueError(
-                f"misreport 'exact' needs a rank-based allocator; {mechanism.name} has none:"
-                " use 'dense' or 'grid'"
+                "misreport 'exact' needs a rank-based allocator: use 'dense' or 'grid'"
             )
-        thresholds = mechanism.bid_thresholds(requests, bids)  # [B, N, K]
         above = thresholds + EXACT_NUDGE * thresholds.abs().clamp(min=1.0)
         return torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
-
-
-def misreport_utility(
-    mechanism,
-    world: PositionAuctionWorld,
-    requests: AuctionRequests,
-    bids: torch.Tensor,
-    misreports: torch.Tensor,
-    *,
-    rerun: bool = False,
-) -> torch.Tensor:
-    """u_i of bidder i bidding misreports[b, i, c] alone, under the true click model: [B, N, C].
-
-    Rank mechanisms in a separable world answer from each bidder's thresholds (one batched
-    pass); otherwise, or with `rerun=True`, the whole mechanism is re-run on every misreport.
-    """
-    if rerun or not hasattr(mechanism, "unilateral"):
-        return rerun_utility(mechanism, world, requests, bids, misreports)
-    slot, price = mechanism.unilateral(requests, bids, misreports)  # [B, N, C] each
-    click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
-    clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
-    return clicks * (requests.value_per_click.unsqueeze(2) - price)
 
 
 def rerun_utility(
@@ -97,7 +74,8 @@ def rerun_utility(
     bids: torch.Tensor,
     misreports: torch.Tensor,
 ) -> torch.Tensor:
-    """The reference: re-run allocation and payment for every (bidder, misreport): [B, N, C]."""
+    """u_i of bidder i bidding misreports[b, i, c] alone, by re-running the whole mechanism
+    (allocation and payment) on every (bidder, misreport): [B, N, C]. The reference path."""
     batch, n_bidders, n_candidates = misreports.shape
     per_request = n_bidders * n_candidates
     # Row (b, i, c) of the big batch is request b with bid i replaced by misreports[b, i, c].
@@ -118,6 +96,32 @@ def rerun_utility(
     return own.reshape(batch, n_bidders, n_candidates)
 
 
+def misreport_utility(
+    spec: MisreportSpec,
+    mechanism,
+    world: PositionAuctionWorld,
+    requests: AuctionRequests,
+    bids: torch.Tensor,
+    *,
+    rerun: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate misreports [B, N, C] and the utility [B, N, C] each gives its bidder.
+
+    A rank mechanism in a separable world answers from each bidder's thresholds in one batched
+    pass (`RankMechanism.unilateral`); otherwise, or with `rerun=True`, the whole mechanism is
+    re-run on every misreport.
+    """
+    views = mechanism.bidder_views(requests, bids) if hasattr(mechanism, "bidder_views") else None
+    thresholds = views.threshold if views is not None else None
+    misreports = candidate_misreports(spec, requests, thresholds)
+    if rerun or views is None:
+        return misreports, rerun_utility(mechanism, world, requests, bids, misreports)
+    slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
+    click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
+    clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
+    return misreports, clicks * (requests.value_per_click.unsqueeze(2) - price)
+
+
 def ex_post_regret(
     spec: MisreportSpec,
     mechanism,
@@ -129,6 +133,5 @@ def ex_post_regret(
     rerun: bool = False,
 ) -> torch.Tensor:
     """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`."""
-    misreports = candidate_misreports(spec, mechanism, requests, bids)
-    best = misreport_utility(mechanism, world, requests, bids, misreports, rerun=rerun).amax(dim=2)
-    return (best - utility).clamp(min=0.0)
+    _, deviation = misreport_utility(spec, mechanism, world, requests, bids, rerun=rerun)
+    return (deviation.amax(dim=2) - utility).clamp(min=0.0)

@@ -1,0 +1,66 @@
+"""Plain-text and JSON Lines rendering of evaluation results for the terminal."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ega_sim.evaluation import EvaluationResult
+
+_COLUMNS = (
+    ("mechanism", "mechanism", "{}"),
+    ("revenue/req", "revenue_per_request", "{:.4f}"),
+    ("welfare/req", "welfare_per_request", "{:.4f}"),
+    ("utility/req", "utility_per_request", "{:.4f}"),
+    ("clicks/req", "clicks_per_request", "{:.4f}"),
+    ("ads/req", "ads_per_request", "{:.2f}"),
+    ("regret_mean", "regret_mean", "{:.5f}"),
+    ("regret_max", "regret_max", "{:.4f}"),
+    ("psi", "psi", "{:.4f}"),
+    ("IR viol.", "ir_violation_rate", "{:.4f}"),
+    ("seconds", "seconds", "{:.2f}"),
+)
+
+
+def _cell(template: str, value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a" if math.isnan(value) else "inf"
+    return template.format(value)
+
+
+def format_table(results: list[EvaluationResult]) -> str:
+    """An aligned table, one row per mechanism, revenue and welfare with +- 1.96 standard errors."""
+    if not results:
+        return "(no results)"
+    first = results[0]
+    header = [name for name, _, _ in _COLUMNS]
+    rows = []
+    for result in results:
+        row = [_cell(template, getattr(result, key)) for _, key, template in _COLUMNS]
+        row[1] += f" ±{1.96 * result.revenue_per_request_se:.4f}"
+        rows.append(row)
+    widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(len(header))]
+    lines = [
+        f"scenario {first.scenario}: {first.requests} requests, seed {first.seed}, "
+        f"misreport search '{first.misreport}', device {first.device} (± is a 95% interval)",
+        _align(header, widths),
+    ]
+    lines.extend(_align(row, widths) for row in rows)
+    return "\n".join(lines)
+
+
+def _align(cells: list[str], widths: list[int]) -> str:
+    """First column left-aligned, numbers right-aligned."""
+    padded = [cells[0].ljust(widths[0])]
+    padded += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+    return "  ".join(padded)
+
+
+def to_json_line(result: EvaluationResult) -> str:
+    """One JSON object; plain floats, and null where a figure is undefined (NaN or infinite,
+    e.g. psi when truthful bidders earn nothing, as under first price)."""
+    record = {
+        key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+        for key, value in result.to_dict().items()
+    }
+    return json.dumps(record, allow_nan=False)
