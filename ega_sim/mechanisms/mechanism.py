@@ -35,6 +35,12 @@ class RankMechanism:
         self.payment_rule = payment_rule
         self.name = f"{allocator.name}/{payment_rule.name}"
 
+    @property
+    def individually_rational(self) -> bool:
+        """Whether price <= bid by construction. The Clarke pivot is IR only on a ranking that
+        maximizes reported welfare (cascade); on Myerson's virtual-value ranking it is not."""
+        return self.payment_rule.name != "vcg" or self.allocator.score_function.identity
+
     def __repr__(self) -> str:
         return f"Mechanism({self.name!r})"
 

@@ -94,7 +94,16 @@ def virtual_value_score(values: ContinuousDistribution, grid_points: int = 4001)
     phi = values.virtual_value(bids)
     if np.all(np.diff(phi) > 0):
         return MonotoneScore(bids, phi)
-    return MonotoneScore(bids, _iron(bids, 1.0 - values.cdf(bids), phi))
+    ironed = _iron(bids, 1.0 - values.cdf(bids), phi)
+    if ironed[-1] <= ironed[-2]:
+        raise ValueError(
+            f"myerson: the virtual value of {values} is still ironed at the top of its grid "
+            "(6 standard deviations): sigma this large is not supported"
+        )
+    # With large sigma the lowest ironed interval reaches the grid's first value; a knot at
+    # bid 0 one unit lower keeps the left end invertible. Such bids sit far below the reserve
+    # (phi < 0), so no allocation or threshold depends on them.
+    return MonotoneScore(np.concatenate([[0.0], bids]), np.concatenate([[ironed[0] - 1.0], ironed]))
 
 
 def _iron(bids: np.ndarray, sale_probability: np.ndarray, phi: np.ndarray) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""The command line as users run it: evaluate (table and JSON Lines), bench, --help, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+
+import pytest
+
+from ega_sim.cli import main
+
+JSON_KEYS = {
+    "mechanism",
+    "scenario",
+    "requests",
+    "seed",
+    "revenue_per_request",
+    "welfare_per_request",
+    "utility_per_request",
+    "clicks_per_request",
+    "regret_mean",
+    "regret_max",
+    "psi",
+    "ir_violation_rate",
+    "seconds",
+    "version",
+    "git_commit",
+}
+
+
+def test_evaluate_json_lines(capsys):
+    code = main(
+        [
+            "evaluate",
+            "--scenario",
+            "single_slot",
+            "--mechanism",
+            "cascade/vcg",
+            "cascade/first",
+            "--requests",
+            "4000",
+            "--seed",
+            "7",
+            "--json",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["mechanism"] for r in records] == ["cascade/vcg", "cascade/first"]
+    for record in records:
+        assert set(record) >= JSON_KEYS
+        assert (
+            record["scenario"] == "single_slot"
+            and record["requests"] == 4000
+            and record["seed"] == 7
+        )
+        assert isinstance(record["revenue_per_request"], float)
+    assert records[0]["regret_max"] == 0.0
+    assert records[1]["psi"] is None  # truthful first-price bidders earn nothing: psi undefined
+    # Second price on U[0, 1] x 2 bidders earns 1/3.
+    vcg = records[0]
+    assert abs(vcg["revenue_per_request"] - 1 / 3) < 4.5 * vcg["revenue_per_request_se"]
+
+
+def test_evaluate_table_lists_every_mechanism(capsys):
+    assert main(["evaluate", "--scenario", "textbook", "--requests", "500"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "cascade/gsp",
+        "cascade/vcg",
+        "cascade/threshold",
+        "cascade/first",
+        "myerson/gsp",
+        "myerson/vcg",
+        "myerson/threshold",
+        "myerson/first",
+    ):
+        assert name in out
+    assert "regret_mean" in out and "psi" in out
+
+
+def test_evaluate_writes_out_file(tmp_path, capsys):
+    out = tmp_path / "results" / "eval.jsonl"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scenario",
+                "single_slot",
+                "--mechanism",
+                "cascade/gsp",
+                "--requests",
+                "100",
+                "--misreport",
+                "grid",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    record = json.loads(out.read_text())
+    assert record["misreport"] == "grid" and math.isfinite(record["regret_mean"])
+    assert not list(out.parent.glob(".*.tmp"))  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--scenario", "nope"], "shipped names"),
+        (["evaluate", "--scenario", "textbook", "--mechanism", "cascade/xyz"], "ALLOCATOR/PAYMENT"),
+        (["evaluate", "--scenario", "textbook", "--requests", "0"], "requests"),
+        (["evaluate", "--scenario", "textbook", "--device", "cuda:99"], "device"),
+    ],
+)
+def test_errors_are_one_clear_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err
+
+
+def test_help_has_examples(capsys):
+    for command in ("evaluate", "bench"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_bench_prints_throughput(capsys):
+    main(["bench", "--requests", "2000", "--repeats", "1", "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["benchmark"] for r in records] == ["no regret"] + ["exact regret"] * 3
+    assert all(r["auctions_per_second"] > 0 for r in records)
+
+
+@pytest.mark.skipif(shutil.which("ega-sim") is None, reason="console script not installed")
+def test_console_script_runs():
+    done = subprocess.run(
+        ["ega-sim", "evaluate", "--scenario", "single_slot", "--requests", "200", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 8

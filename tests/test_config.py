@@ -1,0 +1,123 @@
+"""Scenario files: the documented schema loads; every malformed file is a clear ConfigError
+naming the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ega_sim
+from ega_sim.config import ConfigError, available_scenarios, load_scenario
+from ega_sim.world.distributions import Fixed, LogNormal, Uniform
+from ega_sim.world.position_auction import AuctionRequests
+from tests.conftest import VALID_SCENARIO
+
+
+def test_valid_scenario_loads(write_scenario):
+    scenario = load_scenario(write_scenario(VALID_SCENARIO))
+    assert scenario.name == "tiny"
+    assert scenario.n_bidders == 3 and scenario.n_slots == 2
+    assert scenario.slot_ctr == (1.0, 0.5)
+    assert scenario.values == Uniform(0.0, 1.0)
+    assert scenario.quality == Fixed((1.0,))
+
+
+def test_shipped_scenarios_load_by_name():
+    names = available_scenarios()
+    assert {"textbook", "single_slot", "three_bidders_two_slots", "lognormal_heavy_tail"} <= set(
+        names
+    )
+    for name in names:
+        scenario = load_scenario(name)
+        assert scenario.name == name
+    heavy = load_scenario("lognormal_heavy_tail")
+    assert heavy.values == LogNormal(0.0, 2.0)
+    assert heavy.quality == Fixed((0.9, 0.8, 0.8, 0.6, 0.5, 0.5))
+
+
+def test_quality_defaults_to_one(write_scenario):
+    text = VALID_SCENARIO.split("[quality]")[0]
+    assert load_scenario(write_scenario(text)).quality == Fixed((1.0,))
+
+
+def _error_for(write_scenario, text: str) -> str:
+    path = write_scenario(text)
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert str(path) in message  # every error names the file
+    return message
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "expected"),
+    [
+        (("n_bidders = 3", "n_bidders = 3\nslots = 2"), "slots", "known key"),
+        (("n_bidders = 3", 'n_bidders = "three"'), "n_bidders", "an integer"),
+        (("n_bidders = 3", "n_bidders = 0"), "n_bidders", ">= 1"),
+        (("n_bidders = 3", "n_bidders = 2.5"), "n_bidders", "an integer"),
+        (("slot_ctr = [1.0, 0.5]", "slot_ctr = [0.5, 1.0]"), "slot_ctr", "non-increasing"),
+        (("slot_ctr = [1.0, 0.5]", "slot_ctr = []"), "slot_ctr", "at least 1"),
+        (("slot_ctr = [1.0, 0.5]", "slot_ctr = [1.0, -0.5]"), "slot_ctr[1]", "(0, 1]"),
+        (("slot_ctr = [1.0, 0.5]", 'slot_ctr = [1.0, "x"]'), "slot_ctr[1]", "a number"),
+        (("reserve = 0.0", "reserve = -1.0"), "reserve", ">= 0"),
+        (('kind = "position_auction"', 'kind = "auction"'), "kind", "'position_auction'"),
+        (('dist = "uniform"', 'dist = "normal"'), "values.dist", "'uniform'"),
+        (("low = 0.0\nhigh = 1.0", "low = 0.0\nhigh = nan"), "values.high", "finite"),
+        (("low = 0.0\nhigh = 1.0", "low = 1.0\nhigh = 0.5"), "values.high", "> low"),
+        (("low = 0.0\nhigh = 1.0", "low = 0.0"), "values.high", "required"),
+        (
+            ("low = 0.0\nhigh = 1.0", "low = 0.0\nhigh = 1.0\nhihg = 2.0"),
+            "values.hihg",
+            "known key",
+        ),
+        (("value = 1.0", "value = 0.0"), "quality.values[0]", "(0, 1]"),
+        (("value = 1.0", "values = [0.5, 0.5]"), "quality.values", "n_bidders = 3"),
+    ],
+)
+def test_malformed_scenarios_name_the_key(write_scenario, change, key, expected):
+    old, new = change
+    assert old in VALID_SCENARIO
+    message = _error_for(write_scenario, VALID_SCENARIO.replace(old, new, 1))
+    assert f"'{key}'" in message, message
+    assert expected in message, message
+
+
+def test_lognormal_sigma_must_be_positive(write_scenario):
+    text = VALID_SCENARIO.replace(
+        'dist = "uniform"\nlow = 0.0\nhigh = 1.0', 'dist = "lognormal"\nmean = 0.0\nsigma = 0.0'
+    )
+    assert "'values.sigma'" in _error_for(write_scenario, text)
+
+
+def test_missing_and_malformed_files(write_scenario, tmp_path):
+    with pytest.raises(ConfigError, match=r"shipped names: .*textbook"):
+        load_scenario("no_such_scenario")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_scenario(tmp_path / "missing.toml")
+    assert "valid TOML" in _error_for(write_scenario, "n_bidders = = 3")
+
+
+def test_unknown_mechanism_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"cascade/gsp.*myerson/threshold"):
+        ega_sim.make_mechanism("cascade/second", "textbook")
+    with pytest.raises(ValueError, match="ALLOCATOR/PAYMENT"):
+        ega_sim.make_mechanism("vcg", "textbook")
+
+
+def test_bad_bids_and_arguments_in_the_api():
+    mechanism = ega_sim.make_mechanism("cascade/gsp", "three_bidders_two_slots")
+    values = torch.tensor([[0.5, 0.4, 0.3]], dtype=torch.float64)
+    requests = AuctionRequests(values, torch.ones_like(values))
+    with pytest.raises(ValueError, match="bids >= 0"):
+        mechanism.run(requests, torch.tensor([[0.5, -0.1, 0.3]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="finite"):
+        mechanism.run(requests, torch.tensor([[0.5, float("nan"), 0.3]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        mechanism.run(requests, torch.ones(1, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="requests"):
+        ega_sim.evaluate("cascade/gsp", "textbook", requests=0)
+    with pytest.raises(ValueError, match="misreport"):
+        ega_sim.evaluate("cascade/gsp", "textbook", requests=10, misreport="random")
+    with pytest.raises(ValueError, match="seed"):
+        ega_sim.evaluate("cascade/gsp", "textbook", requests=10, seed=-1)
