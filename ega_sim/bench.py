@@ -96,7 +96,7 @@ def run_position_auction_bench(
         for chunk in chunks:
             bids = chunk.value_per_click
             outcome = mechanism.run(chunk, bids)
-            clicks = world.expected_clicks(chunk, outcome.slot_bidder)
+            clicks = world.expected_clicks(chunk, outcome.allocation)
             utility = measure_outcome(chunk, bids, outcome, clicks).utility
             ex_post_regret(exact, mechanism, world, chunk, bids, utility)
 

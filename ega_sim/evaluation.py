@@ -123,7 +123,7 @@ def evaluate(
         bids = batch.value_per_click  # truthful
         outcome = mechanism.run(batch, bids)
         measured = measure_outcome(
-            batch, bids, outcome, world.expected_clicks(batch, outcome.slot_bidder)
+            batch, bids, outcome, world.expected_clicks(batch, outcome.allocation)
         )
         series["revenue"].append(measured.revenue)
         series["welfare"].append(measured.welfare)

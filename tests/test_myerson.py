@@ -111,7 +111,7 @@ def test_myersons_lemma_revenue_equals_virtual_surplus(allocator):
     mechanism = ega_sim.make_mechanism(f"{allocator}/threshold", scenario)
     outcome = mechanism.run(requests, requests.value_per_click)
     revenue = (
-        (outcome.price_per_click * world.expected_clicks(requests, outcome.slot_bidder))
+        (outcome.price_per_click * world.expected_clicks(requests, outcome.allocation))
         .sum(1)
         .numpy()
     )
@@ -148,7 +148,7 @@ def test_myerson_on_irregular_values_is_ic_and_beats_reserve_prices():
 
     def revenue(mechanism):
         outcome = mechanism.run(requests, requests.value_per_click)
-        return (outcome.price_per_click * world.expected_clicks(requests, outcome.slot_bidder)).sum(
+        return (outcome.price_per_click * world.expected_clicks(requests, outcome.allocation)).sum(
             1
         )
 

@@ -130,7 +130,7 @@ def _regret(name, scenario, requests, bids, method="exact", rerun=False):
     world = PositionAuctionWorld(scenario)
     outcome = mechanism.run(requests, bids)
     utility = measure_outcome(
-        requests, bids, outcome, world.expected_clicks(requests, outcome.slot_bidder)
+        requests, bids, outcome, world.expected_clicks(requests, outcome.allocation)
     ).utility
     return ex_post_regret(
         MisreportSpec(method), mechanism, world, requests, bids, utility, rerun=rerun

@@ -37,7 +37,7 @@ def _payments_per_impression(name: str, alpha) -> list[float]:
     mechanism = ega_sim.make_mechanism(name, scenario)
     requests = AuctionRequests(VALUES, QUALITY)
     outcome = mechanism.run(requests, VALUES)
-    clicks = PositionAuctionWorld(scenario).expected_clicks(requests, outcome.slot_bidder)
+    clicks = PositionAuctionWorld(scenario).expected_clicks(requests, outcome.allocation)
     return per_bidder(outcome.price_per_click * clicks, outcome.slot_bidder, 3)[0].tolist()
 
 
@@ -69,7 +69,7 @@ def test_gsp_regret_of_bidder_one(rerun):
     requests = AuctionRequests(VALUES, QUALITY)
     outcome = mechanism.run(requests, VALUES)
     utility = measure_outcome(
-        requests, VALUES, outcome, world.expected_clicks(requests, outcome.slot_bidder)
+        requests, VALUES, outcome, world.expected_clicks(requests, outcome.allocation)
     ).utility
     assert utility[0].tolist() == pytest.approx([0.080, 0.0, 0.9 * 0.16 * (2.0 - 1.875)])
     regret = ex_post_regret(

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ega_sim.config.errors import ConfigError
+from ega_sim.config.feed_market import FeedMarketConfig, parse_feed_market
 from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.world.distributions import ContinuousDistribution, Fixed, LogNormal, Uniform
 
-SCENARIO_KINDS = ("position_auction",)
+SCENARIO_KINDS = ("position_auction", "feed_market")
 DEFAULT_QUALITY = Fixed((1.0,))
 
 
@@ -59,7 +60,7 @@ class PositionAuctionConfig:
         return len(self.slot_ctr)
 
 
-ScenarioConfig = PositionAuctionConfig
+ScenarioConfig = PositionAuctionConfig | FeedMarketConfig
 
 
 def _validate_values(values: object, source: str) -> None:
@@ -122,6 +123,8 @@ def parse_scenario(document: dict, source: str) -> ScenarioConfig:
     root = TableReader(document, source)
     kind = root.str("kind", choices=SCENARIO_KINDS)
     name = root.str("name", Path(source).stem)
+    if kind == "feed_market":
+        return parse_feed_market(root, source, name)
     config = PositionAuctionConfig(
         name=name,
         n_bidders=root.int("n_bidders", min=1),
@@ -167,7 +170,7 @@ def resolve_scenario_path(path_or_name: str | Path) -> Path:
 
 def load_scenario(path_or_name: str | Path | ScenarioConfig) -> ScenarioConfig:
     """Load and validate a scenario file (path or shipped name); a config passes through."""
-    if isinstance(path_or_name, PositionAuctionConfig):
+    if isinstance(path_or_name, PositionAuctionConfig | FeedMarketConfig):
         return path_or_name
     path = resolve_scenario_path(path_or_name)
     return parse_scenario(read_toml(path), str(path))

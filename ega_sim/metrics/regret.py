@@ -85,7 +85,7 @@ def rerun_utility(
     deviated[rows, bidder.repeat(batch)] = misreports.reshape(-1)
     expanded = requests.repeat_each(per_request)
     outcome = mechanism.run(expanded, deviated)
-    clicks = world.expected_clicks(expanded, outcome.slot_bidder)
+    clicks = world.expected_clicks(expanded, outcome.allocation)
     value = expanded.value_per_click.gather(1, outcome.slot_bidder.clamp(min=0))
     utility = per_bidder(
         torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),

@@ -7,10 +7,14 @@ every closed form of auction theory applies (DESIGN.md section 2).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ega_sim.config.scenario import PositionAuctionConfig
+
+if TYPE_CHECKING:
+    from ega_sim.mechanisms.base import Allocation
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,9 @@ class PositionAuctionWorld:
         quality = self.config.quality.sample(shape, generator)
         return AuctionRequests(values, quality).to(self.device)
 
-    def expected_clicks(self, requests: AuctionRequests, slot_bidder: torch.Tensor) -> torch.Tensor:
+    def expected_clicks(self, requests: AuctionRequests, allocation: Allocation) -> torch.Tensor:
         """Exact expected clicks of each slot [B, K]; empty slots (-1) get 0."""
+        slot_bidder = allocation.slot_bidder
         shown = slot_bidder >= 0  # [B, K]
         quality = requests.quality.gather(1, slot_bidder.clamp(min=0))  # [B, K]
         return torch.where(shown, self.slot_ctr * quality, 0.0)

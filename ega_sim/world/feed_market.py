@@ -1,0 +1,211 @@
+"""Generate a feed market: POIs, advertisers with creatives, users with histories.
+
+Everything is drawn from `market.world_seed` with one named stream per part, so a market is
+the same on every machine. The `FeedMarket` holds the ground truth (latent vectors, qualities,
+creative appeals, value means) and, separately, the platform's noisy observations of it
+(`observed_*`); mechanisms and learned models read only the observations and the logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ega_sim.config.feed_market import FeedMarketConfig
+from ega_sim.seeding import make_generator
+
+N_PRICE_LEVELS = 4
+
+
+@dataclass(frozen=True)
+class FeedMarket:
+    """The generated market. P POIs, A advertisers (a subset of the POIs), U users."""
+
+    config: FeedMarketConfig
+    # POIs, ground truth
+    poi_category: torch.Tensor  # [P] long
+    poi_location: torch.Tensor  # [P, 2] in the unit square
+    poi_price_level: torch.Tensor  # [P] long, 1..4
+    poi_quality: torch.Tensor  # [P] standard normal
+    poi_latent: torch.Tensor  # [P, D] unit vectors (category centroid + spread)
+    poi_thumbnail_appeal: torch.Tensor  # [P] appeal of an organic item's own picture
+    # advertisers, ground truth
+    advertiser_poi: torch.Tensor  # [A] long, the POI each advertiser is
+    advertiser_value_mean: torch.Tensor  # [A] mean value per click
+    creative_count: torch.Tensor  # [A] long
+    creative_style: torch.Tensor  # [A, Cmax, Dc] style vectors (0 for missing creatives)
+    creative_appeal: torch.Tensor  # [A, Cmax] standard-normal appeal (0 for missing)
+    # users, ground truth
+    user_latent: torch.Tensor  # [U, D] unit interest vectors
+    user_location: torch.Tensor  # [U, 2]
+    user_history: torch.Tensor  # [U, H] long POIs, most recent last
+    # what the platform observes
+    observed_poi_latent: torch.Tensor  # [P, D] latent + noise
+    observed_poi_quality: torch.Tensor  # [P] quality + noise
+    observed_creative_style: torch.Tensor  # [A, Cmax, Dc] style + noise
+
+    def to(self, device: torch.device | str) -> FeedMarket:
+        """The same market with every tensor on `device`."""
+        moved = {
+            name: value.to(device)
+            for name, value in vars(self).items()
+            if isinstance(value, torch.Tensor)
+        }
+        return dataclasses.replace(self, **moved)
+
+    @property
+    def n_pois(self) -> int:
+        return self.poi_category.shape[0]
+
+    @property
+    def n_advertisers(self) -> int:
+        return self.advertiser_poi.shape[0]
+
+    @property
+    def n_users(self) -> int:
+        return self.user_latent.shape[0]
+
+    @property
+    def max_creatives(self) -> int:
+        return self.creative_appeal.shape[1]
+
+    @property
+    def creative_valid(self) -> torch.Tensor:
+        """[A, Cmax] bool: which creative slots exist."""
+        slots = torch.arange(self.max_creatives, device=self.creative_count.device)
+        return slots < self.creative_count.unsqueeze(1)
+
+    @property
+    def is_advertiser(self) -> torch.Tensor:
+        """[P] bool."""
+        flags = torch.zeros(self.n_pois, dtype=torch.bool, device=self.advertiser_poi.device)
+        flags[self.advertiser_poi] = True
+        return flags
+
+    @property
+    def organic_poi(self) -> torch.Tensor:
+        """[P - A] long: POIs that do not advertise."""
+        return torch.nonzero(~self.is_advertiser).squeeze(1)
+
+    def user_observed_interest(self, users: torch.Tensor) -> torch.Tensor:
+        """[B, D]: what the platform infers of users' interests, the mean observed latent of
+        their histories (normalized)."""
+        history = self.observed_poi_latent[self.user_history[users]]  # [B, H, D]
+        return F.normalize(history.mean(dim=1), dim=-1)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=-1)
+
+
+def generate_market(config: FeedMarketConfig) -> FeedMarket:
+    """Draw a market from the scenario's world seed (float64 on the CPU)."""
+    m, obs = config.market, config.observation
+    seed = m.world_seed
+
+    def stream(name: str) -> torch.Generator:
+        return make_generator(seed, "market", name)
+
+    n_pois, dim = m.n_pois, m.latent_dim
+    g = stream("pois")
+    centroids = _unit(torch.randn(m.n_categories, dim, generator=g, dtype=torch.float64))
+    category = torch.randint(m.n_categories, (n_pois,), generator=g)
+    latent = _unit(
+        centroids[category] + 0.6 * torch.randn(n_pois, dim, generator=g, dtype=torch.float64)
+    )
+    location = torch.rand(n_pois, 2, generator=g, dtype=torch.float64)
+    price_level = torch.randint(1, N_PRICE_LEVELS + 1, (n_pois,), generator=g)
+    quality = torch.randn(n_pois, generator=g, dtype=torch.float64)
+    thumbnail = torch.randn(n_pois, generator=g, dtype=torch.float64)
+
+    g = stream("advertisers")
+    n_adv = config.n_advertisers
+    advertiser_poi = torch.randperm(n_pois, generator=g)[:n_adv].sort().values
+    log_value_mean = config.values.mean_log + config.values.spread * torch.randn(
+        n_adv, generator=g, dtype=torch.float64
+    )
+    value_mean = torch.exp(log_value_mean)
+    count = torch.randint(m.creatives_min, m.creatives_max + 1, (n_adv,), generator=g)
+    valid = torch.arange(m.creatives_max) < count.unsqueeze(1)
+    style = torch.randn(n_adv, m.creatives_max, m.creative_dim, generator=g, dtype=torch.float64)
+    # Appeal is a fixed linear read of the style plus an idiosyncratic part, so observed styles
+    # predict it, imperfectly.
+    direction = _unit(torch.randn(m.creative_dim, generator=g, dtype=torch.float64))
+    idiosyncratic = torch.randn(n_adv, m.creatives_max, generator=g, dtype=torch.float64)
+    appeal = (0.8 * style @ direction + 0.6 * idiosyncratic) * valid
+    style = style * valid.unsqueeze(2)
+
+    g = stream("users")
+    user_category = torch.randint(m.n_categories, (m.n_users,), generator=g)
+    user_latent = _unit(
+        centroids[user_category]
+        + 0.8 * torch.randn(m.n_users, dim, generator=g, dtype=torch.float64)
+    )
+    user_location = torch.rand(m.n_users, 2, generator=g, dtype=torch.float64)
+
+    g = stream("observations")
+    observed_latent = latent + obs.latent_noise * torch.randn(
+        n_pois, dim, generator=g, dtype=torch.float64
+    )
+    observed_quality = quality + obs.quality_noise * torch.randn(
+        n_pois, generator=g, dtype=torch.float64
+    )
+    observed_style = (
+        style + obs.creative_noise * torch.randn(style.shape, generator=g, dtype=torch.float64)
+    ) * valid.unsqueeze(2)
+
+    history = _generate_histories(
+        config, user_latent, user_location, latent, location, quality, stream("histories")
+    )
+    return FeedMarket(
+        config=config,
+        poi_category=category,
+        poi_location=location,
+        poi_price_level=price_level,
+        poi_quality=quality,
+        poi_latent=latent,
+        poi_thumbnail_appeal=thumbnail,
+        advertiser_poi=advertiser_poi,
+        advertiser_value_mean=value_mean,
+        creative_count=count,
+        creative_style=style,
+        creative_appeal=appeal,
+        user_latent=user_latent,
+        user_location=user_location,
+        user_history=history,
+        observed_poi_latent=observed_latent,
+        observed_poi_quality=observed_quality,
+        observed_creative_style=observed_style,
+    )
+
+
+def _generate_histories(
+    config: FeedMarketConfig,
+    user_latent: torch.Tensor,
+    user_location: torch.Tensor,
+    poi_latent: torch.Tensor,
+    poi_location: torch.Tensor,
+    poi_quality: torch.Tensor,
+    generator: torch.Generator,
+    chunk: int = 4_096,
+) -> torch.Tensor:
+    """Each user's past POIs, drawn without replacement with the click model's appeal
+    (match, quality, distance) as logits: Gumbel top-H over all POIs, in chunks of users."""
+    click = config.click_model
+    scale = config.requests.neighborhood
+    histories = []
+    for start in range(0, user_latent.shape[0], chunk):
+        users = slice(start, start + chunk)
+        distance = torch.cdist(user_location[users], poi_location) / scale  # [b, P]
+        logits = (
+            click.match_weight * user_latent[users] @ poi_latent.T
+            + click.quality_weight * poi_quality
+            - click.distance_weight * distance
+        )
+        uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+        histories.append(torch.topk(logits + gumbel, config.market.history_length, dim=1).indices)
+    return torch.cat(histories)
