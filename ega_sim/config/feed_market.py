@@ -204,7 +204,7 @@ class FeedMarketConfig:
 
     @property
     def n_advertisers(self) -> int:
-        return int(round(self.market.n_pois * self.market.advertiser_share))
+        return round(self.market.n_pois * self.market.advertiser_share)
 
     @property
     def n_slots(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ega_sim.mechanisms.base import Outcome, bidder_slot
+from ega_sim.mechanisms.base import Outcome
 from ega_sim.mechanisms.rank import BidderView, RankByScoreAllocator
 from ega_sim.world.position_auction import AuctionRequests
 
@@ -75,5 +75,6 @@ class RankMechanism:
         slot = view.slot_for_bid(misreports)
         return slot, self.payment_rule.price_per_click(view, slot, misreports)
 
-    def bidder_slot(self, outcome: Outcome, n_bidders: int) -> torch.Tensor:
-        return bidder_slot(outcome.slot_bidder, n_bidders)
+    def bid_thresholds(self, requests: AuctionRequests, bids: torch.Tensor) -> torch.Tensor:
+        """Each bidder's own-bid thresholds t_1 >= ... >= t_K [B, N, K] (others fixed)."""
+        return self.bidder_views(requests, bids).threshold

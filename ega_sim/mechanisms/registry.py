@@ -1,27 +1,72 @@
-"""Mechanisms by name, "ALLOCATOR/PAYMENT": `make_mechanism("cascade/vcg", scenario)`."""
+"""Mechanisms by name, "ALLOCATOR/PAYMENT": `make_mechanism("cascade/vcg", scenario)`.
+
+Position auctions: allocators `cascade` and `myerson`. Feed markets: `cascade` (needs a
+checkpoint made by `ega-sim train`) and `oracle_cascade` (the true CTRs, for analysis).
+Payment rules: gsp, vcg, threshold, first.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.mechanisms.allocators import ALLOCATORS
 from ega_sim.mechanisms.mechanism import RankMechanism
 from ega_sim.mechanisms.payments import PAYMENT_RULES
 
-
-def mechanism_names() -> list[str]:
-    return [f"{a}/{p}" for a in ALLOCATORS for p in PAYMENT_RULES]
+FEED_ALLOCATORS = ("cascade", "oracle_cascade")
 
 
-def make_mechanism(name: str, scenario: ScenarioConfig | str | Path) -> RankMechanism:
-    """Build the mechanism `ALLOCATOR/PAYMENT` for a scenario (a config, a path or a name)."""
+def mechanism_names(scenario: ScenarioConfig | None = None) -> list[str]:
+    """The mechanisms that apply to a scenario (position-auction ones when none is given)."""
+    allocators = FEED_ALLOCATORS if isinstance(scenario, FeedMarketConfig) else tuple(ALLOCATORS)
+    return [f"{a}/{p}" for a in allocators for p in PAYMENT_RULES]
+
+
+def make_mechanism(
+    name: str,
+    scenario: ScenarioConfig | str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+):
+    """Build the mechanism `ALLOCATOR/PAYMENT` for a scenario (a config, a path or a name).
+    Learned allocators load their trained parts from `checkpoint`."""
     scenario = load_scenario(scenario)
+    known = mechanism_names(scenario)
     allocator_name, slash, payment_name = str(name).partition("/")
-    if not slash or allocator_name not in ALLOCATORS or payment_name not in PAYMENT_RULES:
+    if not slash or f"{allocator_name}/{payment_name}" not in known:
         raise ValueError(
-            f"mechanism: expected ALLOCATOR/PAYMENT, one of {', '.join(mechanism_names())}; "
-            f"got {name!r}"
+            f"mechanism: expected ALLOCATOR/PAYMENT for a {scenario.kind} scenario, one of "
+            f"{', '.join(known)}; got {name!r}"
         )
-    allocator = ALLOCATORS[allocator_name](scenario)
-    return RankMechanism(allocator, PAYMENT_RULES[payment_name]())
+    payment_rule = PAYMENT_RULES[payment_name]()
+    if isinstance(scenario, FeedMarketConfig):
+        return _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device)
+    if checkpoint is not None:
+        raise ValueError(f"mechanism {name}: takes no checkpoint (nothing in it is learned)")
+    return RankMechanism(ALLOCATORS[allocator_name](scenario), payment_rule)
+
+
+def _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device):
+    from ega_sim.mechanisms.feed_cascade import FeedCascade, LearnedCTR, OracleCTR
+    from ega_sim.ranking.train import load_cascade_checkpoint
+    from ega_sim.world.feed_market import generate_market
+
+    market = generate_market(scenario)
+    observed = market.observed().to(device)
+    if allocator_name == "oracle_cascade":
+        ctr = OracleCTR(market.to(device))
+    else:
+        if checkpoint is None:
+            raise ValueError(
+                f"mechanism {allocator_name}/{payment_rule.name} on {scenario.name} is learned and "
+                f"needs --checkpoint DIR; make one with `ega-sim train --scenario {scenario.name} "
+                f"--mechanism cascade/{payment_rule.name} --out DIR`"
+            )
+        model, _ = load_cascade_checkpoint(checkpoint, scenario.name)
+        ctr = LearnedCTR(model.to(device), observed)
+    return FeedCascade(allocator_name, scenario, ctr, payment_rule, observed)

@@ -67,71 +67,104 @@ def candidate_misreports(
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 
 
+RERUN_ROWS = 32_768  # mechanism rows per re-run call: bounds memory, keeps caches warm
+
+
 def rerun_utility(
     mechanism,
-    world: PositionAuctionWorld,
-    requests: AuctionRequests,
+    world,
+    requests,
     bids: torch.Tensor,
     misreports: torch.Tensor,
+    *,
+    context=None,
 ) -> torch.Tensor:
     """u_i of bidder i bidding misreports[b, i, c] alone, by re-running the whole mechanism
-    (allocation and payment) on every (bidder, misreport): [B, N, C]. The reference path."""
+    (allocation and payment) and the world's click model on every (bidder, misreport):
+    [B, N, C]. The reference path, and the only one where clicks depend on the whole list.
+    A mechanism with a bid-independent stage (`prepare`) computes it once per request."""
     batch, n_bidders, n_candidates = misreports.shape
     per_request = n_bidders * n_candidates
-    # Row (b, i, c) of the big batch is request b with bid i replaced by misreports[b, i, c].
+    if context is None and hasattr(mechanism, "prepare"):
+        context = mechanism.prepare(requests)
+    step = max(1, RERUN_ROWS // per_request)
     bidder = torch.arange(n_bidders, device=bids.device).repeat_interleave(n_candidates)
-    deviated = bids.repeat_interleave(per_request, dim=0)  # [B * N * C, N]
-    rows = torch.arange(deviated.shape[0], device=bids.device)
-    deviated[rows, bidder.repeat(batch)] = misreports.reshape(-1)
-    expanded = requests.repeat_each(per_request)
-    outcome = mechanism.run(expanded, deviated)
-    clicks = world.expected_clicks(expanded, outcome.allocation)
-    value = expanded.value_per_click.gather(1, outcome.slot_bidder.clamp(min=0))
-    utility = per_bidder(
-        torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),
-        outcome.slot_bidder,
-        n_bidders,
-    )  # [B * N * C, N]
-    own = utility[rows, bidder.repeat(batch)]
-    return own.reshape(batch, n_bidders, n_candidates)
+    parts = []
+    for start in range(0, batch, step):
+        stop = min(batch, start + step)
+        # Row (b, i, c) of the big batch is request b with bid i replaced by misreports[b, i, c].
+        deviated = bids[start:stop].repeat_interleave(per_request, dim=0)  # [b * N * C, N]
+        rows = torch.arange(deviated.shape[0], device=bids.device)
+        own = bidder.repeat(stop - start)
+        deviated[rows, own] = misreports[start:stop].reshape(-1)
+        expanded = requests.slice(start, stop).repeat_each(per_request)
+        if context is None:
+            outcome = mechanism.run(expanded, deviated)
+        else:
+            outcome = mechanism.run(
+                expanded, deviated, context=context.slice(start, stop).repeat_each(per_request)
+            )
+        clicks = world.expected_clicks(expanded, outcome.allocation)
+        value = expanded.value_per_click.gather(1, outcome.slot_bidder.clamp(min=0))
+        utility = per_bidder(
+            torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),
+            outcome.slot_bidder,
+            n_bidders,
+        )  # [b * N * C, N]
+        parts.append(utility[rows, own].reshape(stop - start, n_bidders, n_candidates))
+    return torch.cat(parts)
 
 
 def misreport_utility(
     spec: MisreportSpec,
     mechanism,
-    world: PositionAuctionWorld,
-    requests: AuctionRequests,
+    world,
+    requests,
     bids: torch.Tensor,
     *,
     rerun: bool = False,
+    context=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate misreports [B, N, C] and the utility [B, N, C] each gives its bidder.
 
-    A rank mechanism in a separable world answers from each bidder's thresholds in one batched
-    pass (`RankMechanism.unilateral`); otherwise, or with `rerun=True`, the whole mechanism is
-    re-run on every misreport.
+    A rank mechanism in a separable world (a position auction) answers from each bidder's
+    thresholds in one batched pass (`RankMechanism.unilateral`); otherwise, or with
+    `rerun=True`, the whole mechanism is re-run on every misreport.
     """
-    views = mechanism.bidder_views(requests, bids) if hasattr(mechanism, "bidder_views") else None
-    thresholds = views.threshold if views is not None else None
+    fast = (
+        not rerun
+        and hasattr(mechanism, "bidder_views")
+        and hasattr(world, "click_probability_per_slot")
+    )
+    if fast:
+        views = mechanism.bidder_views(requests, bids)
+        misreports = candidate_misreports(spec, requests, views.threshold)
+        slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
+        click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
+        clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
+        return misreports, clicks * (requests.value_per_click.unsqueeze(2) - price)
+    thresholds = None
+    if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
+        extra = {} if context is None else {"context": context}
+        thresholds = mechanism.bid_thresholds(requests, bids, **extra)
     misreports = candidate_misreports(spec, requests, thresholds)
-    if rerun or views is None:
-        return misreports, rerun_utility(mechanism, world, requests, bids, misreports)
-    slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
-    click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
-    clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
-    return misreports, clicks * (requests.value_per_click.unsqueeze(2) - price)
+    utility = rerun_utility(mechanism, world, requests, bids, misreports, context=context)
+    return misreports, utility
 
 
 def ex_post_regret(
     spec: MisreportSpec,
     mechanism,
-    world: PositionAuctionWorld,
-    requests: AuctionRequests,
+    world,
+    requests,
     bids: torch.Tensor,
     utility: torch.Tensor,
     *,
     rerun: bool = False,
+    context=None,
 ) -> torch.Tensor:
     """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`."""
-    _, deviation = misreport_utility(spec, mechanism, world, requests, bids, rerun=rerun)
+    _, deviation = misreport_utility(
+        spec, mechanism, world, requests, bids, rerun=rerun, context=context
+    )
     return (deviation.amax(dim=2) - utility).clamp(min=0.0)

@@ -9,6 +9,7 @@ creative appeals, value means) and, separately, the platform's noisy observation
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,60 @@ from ega_sim.seeding import make_generator
 N_PRICE_LEVELS = 4
 
 
+class _TensorFields:
+    """`to(device)` for a frozen dataclass of tensors."""
+
+    def to(self, device: torch.device | str):
+        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return dataclasses.replace(self, **moved)
+
+
 @dataclass(frozen=True)
-class FeedMarket:
+class ObservedMarket(_TensorFields):
+    """What the platform knows of a market: locations, price levels, categories, who
+    advertises with which creatives, users' histories, and noisy latents, qualities and
+    creative styles. Learned models and mechanisms read this, never the FeedMarket truth."""
+
+    config: FeedMarketConfig
+    poi_category: torch.Tensor  # [P] long
+    poi_location: torch.Tensor  # [P, 2]
+    poi_price_level: torch.Tensor  # [P] long, 1..4
+    advertiser_poi: torch.Tensor  # [A] long
+    creative_count: torch.Tensor  # [A] long
+    user_location: torch.Tensor  # [U, 2]
+    user_history: torch.Tensor  # [U, H] long
+    observed_poi_latent: torch.Tensor  # [P, D] latent + noise
+    observed_poi_quality: torch.Tensor  # [P] quality + noise
+    observed_creative_style: torch.Tensor  # [A, Cmax, Dc] style + noise
+
+    @property
+    def max_creatives(self) -> int:
+        return self.observed_creative_style.shape[1]
+
+    @property
+    def creative_valid(self) -> torch.Tensor:
+        """[A, Cmax] bool: which creative slots exist."""
+        slots = torch.arange(self.max_creatives, device=self.creative_count.device)
+        return slots < self.creative_count.unsqueeze(1)
+
+    @property
+    def is_advertiser(self) -> torch.Tensor:
+        """[P] bool."""
+        flags = torch.zeros(
+            self.poi_location.shape[0], dtype=torch.bool, device=self.advertiser_poi.device
+        )
+        flags[self.advertiser_poi] = True
+        return flags
+
+    def user_observed_interest(self, users: torch.Tensor) -> torch.Tensor:
+        """[B, D]: users' interests as the platform infers them, the normalized mean observed
+        latent of their histories."""
+        history = self.observed_poi_latent[self.user_history[users]]  # [B, H, D]
+        return F.normalize(history.mean(dim=1), dim=-1)
+
+
+@dataclass(frozen=True)
+class FeedMarket(_TensorFields):
     """The generated market. P POIs, A advertisers (a subset of the POIs), U users."""
 
     config: FeedMarketConfig
@@ -47,15 +100,6 @@ class FeedMarket:
     observed_poi_quality: torch.Tensor  # [P] quality + noise
     observed_creative_style: torch.Tensor  # [A, Cmax, Dc] style + noise
 
-    def to(self, device: torch.device | str) -> FeedMarket:
-        """The same market with every tensor on `device`."""
-        moved = {
-            name: value.to(device)
-            for name, value in vars(self).items()
-            if isinstance(value, torch.Tensor)
-        }
-        return dataclasses.replace(self, **moved)
-
     @property
     def n_pois(self) -> int:
         return self.poi_category.shape[0]
@@ -73,36 +117,35 @@ class FeedMarket:
         return self.creative_appeal.shape[1]
 
     @property
-    def creative_valid(self) -> torch.Tensor:
-        """[A, Cmax] bool: which creative slots exist."""
-        slots = torch.arange(self.max_creatives, device=self.creative_count.device)
-        return slots < self.creative_count.unsqueeze(1)
-
-    @property
-    def is_advertiser(self) -> torch.Tensor:
-        """[P] bool."""
-        flags = torch.zeros(self.n_pois, dtype=torch.bool, device=self.advertiser_poi.device)
-        flags[self.advertiser_poi] = True
-        return flags
-
-    @property
     def organic_poi(self) -> torch.Tensor:
         """[P - A] long: POIs that do not advertise."""
-        return torch.nonzero(~self.is_advertiser).squeeze(1)
+        return torch.nonzero(~self.observed().is_advertiser).squeeze(1)
 
-    def user_observed_interest(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, D]: what the platform infers of users' interests, the mean observed latent of
-        their histories (normalized)."""
-        history = self.observed_poi_latent[self.user_history[users]]  # [B, H, D]
-        return F.normalize(history.mean(dim=1), dim=-1)
+    def observed(self) -> ObservedMarket:
+        """The platform's view of this market."""
+        return ObservedMarket(
+            config=self.config,
+            poi_category=self.poi_category,
+            poi_location=self.poi_location,
+            poi_price_level=self.poi_price_level,
+            advertiser_poi=self.advertiser_poi,
+            creative_count=self.creative_count,
+            user_location=self.user_location,
+            user_history=self.user_history,
+            observed_poi_latent=self.observed_poi_latent,
+            observed_poi_quality=self.observed_poi_quality,
+            observed_creative_style=self.observed_creative_style,
+        )
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
+@functools.lru_cache(maxsize=4)
 def generate_market(config: FeedMarketConfig) -> FeedMarket:
-    """Draw a market from the scenario's world seed (float64 on the CPU)."""
+    """Draw a market from the scenario's world seed (float64 on the CPU). Cached per config:
+    a market is immutable and feed_medium takes seconds to draw."""
     m, obs = config.market, config.observation
     seed = m.world_seed
 

@@ -53,28 +53,12 @@ class AuctionRequests:
         )
 
 
-class PositionAuctionWorld:
-    """Samples requests and scores allocations with the ground-truth separable click model."""
+class SeparableClickModel:
+    """P(click | bidder i in slot k) = slot_ctr[k] * quality_i: the textbook click model, and
+    the model a cascade's own pCTR x position factors assume."""
 
-    def __init__(self, config: PositionAuctionConfig, device: torch.device | str = "cpu"):
-        self.config = config
-        self.device = torch.device(device)
-        self.slot_ctr = torch.tensor(config.slot_ctr, dtype=torch.float64, device=self.device)
-
-    @property
-    def n_bidders(self) -> int:
-        return self.config.n_bidders
-
-    @property
-    def n_slots(self) -> int:
-        return self.config.n_slots
-
-    def sample_requests(self, batch_size: int, generator: torch.Generator) -> AuctionRequests:
-        """B requests; draws on the CPU generator, then moves to the world's device."""
-        shape = (batch_size, self.config.n_bidders)
-        values = self.config.values.sample(shape, generator)
-        quality = self.config.quality.sample(shape, generator)
-        return AuctionRequests(values, quality).to(self.device)
+    def __init__(self, slot_ctr: torch.Tensor):
+        self.slot_ctr = slot_ctr  # [K]
 
     def expected_clicks(self, requests: AuctionRequests, allocation: Allocation) -> torch.Tensor:
         """Exact expected clicks of each slot [B, K]; empty slots (-1) get 0."""
@@ -90,3 +74,27 @@ class PositionAuctionWorld:
         what lets regret be computed from a bidder's slot alone (mechanisms/rank.py).
         """
         return requests.quality.unsqueeze(2) * self.slot_ctr  # [B, N, K]
+
+
+class PositionAuctionWorld(SeparableClickModel):
+    """Samples requests and scores allocations with the ground-truth separable click model."""
+
+    def __init__(self, config: PositionAuctionConfig, device: torch.device | str = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        super().__init__(torch.tensor(config.slot_ctr, dtype=torch.float64, device=self.device))
+
+    @property
+    def n_bidders(self) -> int:
+        return self.config.n_bidders
+
+    @property
+    def n_slots(self) -> int:
+        return self.config.n_slots
+
+    def sample_requests(self, batch_size: int, generator: torch.Generator) -> AuctionRequests:
+        """B requests; draws on the CPU generator, then moves to the world's device."""
+        shape = (batch_size, self.config.n_bidders)
+        values = self.config.values.sample(shape, generator)
+        quality = self.config.quality.sample(shape, generator)
+        return AuctionRequests(values, quality).to(self.device)

@@ -84,7 +84,7 @@ def sample_market_requests(
     values = market.advertiser_value_mean[ad_advertiser] * shock
 
     organic = market.organic_poi  # [P - A]
-    interest = market.user_observed_interest(user)  # [B, D]
+    interest = market.observed().user_observed_interest(user)  # [B, D]
     upstream = (
         interest @ market.observed_poi_latent[organic].T
         + 0.3 * market.observed_poi_quality[organic]

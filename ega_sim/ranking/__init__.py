@@ -1,0 +1,1 @@
+"""The cascade's learned ranking: observable features, the position-aware pCTR model, training."""
