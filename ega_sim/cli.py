@@ -13,6 +13,19 @@ EVALUATE_EXAMPLES = """examples:
   ega-sim evaluate --scenario envs/single_slot.toml --mechanism cascade/vcg myerson/threshold \\
       --requests 100000 --seed 3 --json
   ega-sim evaluate --scenario lognormal_heavy_tail --mechanism cascade/gsp --misreport dense
+  ega-sim evaluate --scenario feed_small --mechanism cascade/gsp cascade/vcg \\
+      --checkpoint runs/feed_small_cascade --misreport grid
+"""
+
+SIMULATE_LOGS_EXAMPLES = """examples:
+  ega-sim simulate-logs --scenario feed_small --requests 50000 --out runs/feed_small_logs
+  ega-sim simulate-logs --scenario feed_medium --requests 100000 --seed 1 --out runs/medium_logs
+"""
+
+TRAIN_EXAMPLES = """examples:
+  ega-sim train --scenario feed_small --mechanism cascade/gsp --out runs/feed_small_cascade
+  ega-sim train --scenario feed_small --mechanism cascade/vcg --logs runs/feed_small_logs \\
+      --out runs/feed_small_cascade --epochs 10
 """
 
 BENCH_EXAMPLES = """examples:
@@ -53,6 +66,9 @@ def _add_evaluate(subparsers) -> None:
         "--gamma-max", type=float, default=2.0, help="dense search upper multiplier"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="folder of a trained mechanism (see `ega-sim train`)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON Lines, one per mechanism")
     parser.add_argument("--out", default=None, help="also write the JSON Lines to this file")
     parser.set_defaults(handler=_run_evaluate)
@@ -66,9 +82,22 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from ega_sim.metrics.regret import MisreportSpec
     from ega_sim.report_table import format_table, to_json_line
 
+    from ega_sim.evaluation import resolve_device
+
     scenario = load_scenario(args.scenario)
-    names = args.mechanism or mechanism_names()
-    mechanisms = [make_mechanism(name, scenario) for name in names]  # fail fast on a bad name
+    device = resolve_device(args.device)
+    if args.mechanism:
+        names = args.mechanism
+    elif scenario.kind == "feed_market":
+        names = ["cascade/gsp", "cascade/vcg"]
+    else:
+        names = mechanism_names(scenario)
+    mechanisms = [  # built first: a bad name or a missing checkpoint fails before any work
+        make_mechanism(
+            name, scenario, checkpoint=_checkpoint_for(name, args.checkpoint), device=device
+        )
+        for name in names
+    ]
     spec = MisreportSpec(args.misreport, args.dense_points, args.gamma_max)
     results = []
     for mechanism in mechanisms:
@@ -78,7 +107,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             requests=args.requests,
             seed=args.seed,
             misreport=spec,
-            device=args.device,
+            device=device,
             progress=sys.stderr.isatty(),
         )
         results.append(result)
@@ -88,6 +117,106 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(format_table(results))
     if args.out:
         write_text_atomic(args.out, "".join(to_json_line(r) + "\n" for r in results))
+    return 0
+
+
+def _checkpoint_for(name: str, checkpoint: str | None) -> str | None:
+    """Only learned allocators read a checkpoint; the others ignore --checkpoint."""
+    learned = name.split("/")[0] in ("cascade",)
+    return checkpoint if learned else None
+
+
+def _add_simulate_logs(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "simulate-logs",
+        help="run the logging policy on a feed market and write the logs",
+        description="Simulate a feed market's logged data: the logging policy (a cascade with "
+        "exploration of orderings and creatives) shows lists to sampled requests and the "
+        "ground-truth user model clicks. Writes NPZ files and meta.json to --out.",
+        epilog=SIMULATE_LOGS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", required=True, help="feed_market scenario file or name")
+    parser.add_argument("--requests", type=int, default=50_000, help="requests (default 50000)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument(
+        "--exploration",
+        type=float,
+        default=0.2,
+        help="share of requests shown in a random order (default 0.2)",
+    )
+    parser.add_argument("--out", required=True, help="log folder to write")
+    parser.set_defaults(handler=_run_simulate_logs)
+
+
+def _run_simulate_logs(args: argparse.Namespace) -> int:
+    from ega_sim.config.scenario import load_scenario
+    from ega_sim.logs.simulate import simulate_logs
+
+    meta = simulate_logs(
+        load_scenario(args.scenario),
+        args.requests,
+        args.out,
+        seed=args.seed,
+        exploration=args.exploration,
+        progress=sys.stderr.isatty(),
+    )
+    print(
+        f"wrote {meta['requests']} logged requests of {meta['scenario']} to {args.out} "
+        f"(POI CTR {meta['poi_ctr']:.4f}, {meta['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train what a learned mechanism needs, from logs",
+        description="Train a learned mechanism's models from logs and write a checkpoint folder "
+        "for `ega-sim evaluate --checkpoint`. The feed-market cascade trains its position-aware "
+        "pCTR model. Without --logs, logs are first simulated into OUT/logs.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", required=True, help="scenario file or name")
+    parser.add_argument("--mechanism", required=True, metavar="ALLOCATOR/PAYMENT")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--logs", default=None, help="log folder (default: simulate into OUT/logs)")
+    parser.add_argument(
+        "--log-requests",
+        type=int,
+        default=50_000,
+        help="requests to simulate when --logs is not given (default 50000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ega_sim.config.scenario import load_scenario
+    from ega_sim.mechanisms.registry import mechanism_names
+    from ega_sim.training import train_mechanism
+
+    scenario = load_scenario(args.scenario)
+    if args.mechanism not in mechanism_names(scenario):
+        raise ValueError(
+            f"mechanism: expected one of {', '.join(mechanism_names(scenario))}; "
+            f"got {args.mechanism!r}"
+        )
+    report = train_mechanism(
+        scenario,
+        args.mechanism,
+        Path(args.out),
+        logs=args.logs,
+        log_requests=args.log_requests,
+        seed=args.seed,
+        epochs=args.epochs,
+        progress=sys.stderr.isatty(),
+    )
+    print(report)
     return 0
 
 
@@ -138,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ega-sim {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_evaluate(subparsers)
+    _add_simulate_logs(subparsers)
+    _add_train(subparsers)
     _add_bench(subparsers)
     return parser
 

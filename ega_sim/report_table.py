@@ -7,7 +7,7 @@ import math
 
 from ega_sim.evaluation import EvaluationResult
 
-_COLUMNS = (
+_POSITION_COLUMNS = (
     ("mechanism", "mechanism", "{}"),
     ("revenue/req", "revenue_per_request", "{:.4f}"),
     ("welfare/req", "welfare_per_request", "{:.4f}"),
@@ -20,6 +20,21 @@ _COLUMNS = (
     ("IR viol.", "ir_violation_rate", "{:.4f}"),
     ("seconds", "seconds", "{:.2f}"),
 )
+_MARKET_COLUMNS = (
+    ("mechanism", "mechanism", "{}"),
+    ("RPM", "rpm", "{:.1f}"),
+    ("CTR-poi", "ctr_poi", "{:.4f}"),
+    ("CTR-img", "ctr_img", "{:.4f}"),
+    ("feed CTR", "feed_ctr_poi", "{:.4f}"),
+    ("welfare/req", "welfare_per_request", "{:.4f}"),
+    ("GMV/req", "gmv_per_request", "{:.3f}"),
+    ("ads/req", "ads_per_request", "{:.2f}"),
+    ("regret_mean", "regret_mean", "{:.5f}"),
+    ("psi", "psi", "{:.4f}"),
+    ("psi (model)", "psi_model", "{:.4f}"),
+    ("IR viol.", "ir_violation_rate", "{:.4f}"),
+    ("seconds", "seconds", "{:.2f}"),
+)
 
 
 def _cell(template: str, value) -> str:
@@ -29,15 +44,20 @@ def _cell(template: str, value) -> str:
 
 
 def format_table(results: list[EvaluationResult]) -> str:
-    """An aligned table, one row per mechanism, revenue and welfare with +- 1.96 standard errors."""
+    """An aligned table, one row per mechanism; revenue (or RPM) with a 95% interval."""
     if not results:
         return "(no results)"
     first = results[0]
-    header = [name for name, _, _ in _COLUMNS]
+    market = math.isfinite(first.gmv_per_request)
+    columns = _MARKET_COLUMNS if market else _POSITION_COLUMNS
+    header = [name for name, _, _ in columns]
     rows = []
     for result in results:
-        row = [_cell(template, getattr(result, key)) for _, key, template in _COLUMNS]
-        row[1] += f" ±{1.96 * result.revenue_per_request_se:.4f}"
+        row = [_cell(template, getattr(result, key)) for _, key, template in columns]
+        if market:
+            row[1] += f" ±{1.96 * 1000 * result.revenue_per_request_se:.1f}"
+        else:
+            row[1] += f" ±{1.96 * result.revenue_per_request_se:.4f}"
         rows.append(row)
     widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(len(header))]
     lines = [

@@ -4,7 +4,9 @@ Like Gymnasium's env checker: it runs the mechanism on random requests and asser
 dtypes, that each bidder is shown at most once, that empty slots and losers pay nothing, that
 prices are finite and >= 0 (and <= bid where the mechanism claims IR), that the result is
 deterministic and independent across requests, that bad bids are refused, and, for mechanisms
-with a fast unilateral-deviation path, that it agrees with re-running the whole mechanism.
+with a fast unilateral-deviation path, that it agrees with re-running the whole mechanism. In a
+feed market it also checks the list: K distinct real candidates, organic items in their fixed
+order, a real creative for every ad.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.metrics.outcomes import IR_TOLERANCE
 from ega_sim.metrics.regret import MisreportSpec, candidate_misreports, rerun_utility
 from ega_sim.seeding import make_generator
-from ega_sim.world.position_auction import PositionAuctionWorld
 
 
 def _fail(mechanism, message: str) -> AssertionError:
@@ -24,8 +25,10 @@ def _fail(mechanism, message: str) -> AssertionError:
 
 def check_mechanism(mechanism, scenario: ScenarioConfig | str, requests: int = 64, seed: int = 0):
     """Raise AssertionError naming the first broken rule of the mechanism contract."""
+    from ega_sim.evaluation import make_world
+
     scenario = load_scenario(scenario)
-    world = PositionAuctionWorld(scenario)
+    world = make_world(scenario, torch.device("cpu"))
     batch = world.sample_requests(requests, make_generator(seed, "check_mechanism"))
     bids = batch.value_per_click
     n_bidders, n_slots = scenario.n_bidders, scenario.n_slots
@@ -56,6 +59,13 @@ def check_mechanism(mechanism, scenario: ScenarioConfig | str, requests: int = 6
         bid = bids.gather(1, slot_bidder.clamp(min=0))
         if bool((shown & (price > bid * (1 + IR_TOLERANCE) + IR_TOLERANCE)).any()):
             raise _fail(mechanism, "claims IR but charges a price per click above the bid")
+
+    if hasattr(outcome.allocation, "slot_item"):
+        _check_feed_list(mechanism, world, batch, outcome)
+    if hasattr(mechanism, "prepare"):
+        with_context = mechanism.run(batch, bids, context=mechanism.prepare(batch))
+        if not torch.equal(with_context.price_per_click, price):
+            raise _fail(mechanism, "run() with a prepared context differs from run() without")
 
     again = mechanism.run(batch, bids)
     if not (
@@ -89,3 +99,27 @@ def check_mechanism(mechanism, scenario: ScenarioConfig | str, requests: int = 6
             slow = rerun_utility(mechanism, world, batch, bids, misreports)
             if not torch.allclose(fast, slow, rtol=1e-9, atol=1e-12):
                 raise _fail(mechanism, f"unilateral() disagrees with re-running it ({method})")
+
+
+def _check_feed_list(mechanism, world, batch, outcome) -> None:
+    allocation = outcome.allocation
+    item, slot_bidder = allocation.slot_item, allocation.slot_bidder
+    n_ads, n_organic = batch.n_bidders, batch.n_organic
+    if bool(((item < 0) | (item >= n_ads + n_organic)).any()):
+        raise _fail(mechanism, "a slot holds no candidate of its request")
+    if bool((item.sort(dim=1).values.diff(dim=1) == 0).any()):
+        raise _fail(mechanism, "a candidate is shown twice in one list")
+    is_ad = item < n_ads
+    if not torch.equal(slot_bidder, torch.where(is_ad, item, -1)):
+        raise _fail(mechanism, "slot_bidder does not match the ads of slot_item")
+    organic_rank = torch.where(is_ad, -1, item - n_ads)
+    running = torch.cummax(organic_rank, dim=1).values
+    if bool(((organic_rank >= 0) & (organic_rank < running)).any()):
+        raise _fail(mechanism, "organic items are out of their fixed order")
+    advertiser = batch.ad_advertiser.gather(1, item.clamp(max=n_ads - 1))
+    count = world.market.creative_count[advertiser]
+    creative = allocation.slot_creative
+    if bool((is_ad & ((creative < 0) | (creative >= count))).any()):
+        raise _fail(mechanism, "an ad is shown with a creative it does not have")
+    if bool((~is_ad & (creative != -1)).any()):
+        raise _fail(mechanism, "an organic item carries a creative")

@@ -63,3 +63,29 @@ def write_scenario(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def feed_small_logs(tmp_path_factory):
+    """Logs of feed_small (6,000 requests, seed 0), simulated once per test session."""
+    from ega_sim.config import load_scenario
+    from ega_sim.logs.simulate import simulate_logs
+
+    out = tmp_path_factory.mktemp("feed_small_logs")
+    simulate_logs(load_scenario("feed_small"), 6_000, out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def feed_small_checkpoint(tmp_path_factory, feed_small_logs):
+    """A cascade checkpoint trained on feed_small_logs (a few seconds)."""
+    from ega_sim.config import load_scenario
+    from ega_sim.logs.store import read_logs
+    from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, train_pctr
+
+    scenario = load_scenario("feed_small")
+    logs = read_logs(feed_small_logs, scenario)
+    config = PCTRTrainConfig(epochs=3)
+    model, report = train_pctr(logs, config, seed=0)
+    out = tmp_path_factory.mktemp("feed_small_cascade")
+    return save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)

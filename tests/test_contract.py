@@ -7,15 +7,29 @@ import pytest
 import torch
 
 import ega_sim
-from ega_sim.config import available_scenarios
+from ega_sim.config import available_scenarios, load_scenario
 from ega_sim.mechanisms.base import Allocation, Outcome
 from ega_sim.testing import check_mechanism
 
 
-@pytest.mark.parametrize("scenario", available_scenarios())
+POSITION_AUCTIONS = [
+    s for s in available_scenarios() if load_scenario(s).kind == "position_auction"
+]
+
+
+@pytest.mark.parametrize("scenario", POSITION_AUCTIONS)
 @pytest.mark.parametrize("name", ega_sim.mechanism_names())
 def test_registered_mechanisms_meet_the_contract(name, scenario):
     check_mechanism(ega_sim.make_mechanism(name, scenario), scenario)
+
+
+@pytest.mark.parametrize("payment", ["gsp", "vcg", "threshold", "first"])
+def test_feed_market_mechanisms_meet_the_contract(payment, feed_small_checkpoint):
+    check_mechanism(ega_sim.make_mechanism(f"oracle_cascade/{payment}", "feed_small"), "feed_small")
+    learned = ega_sim.make_mechanism(
+        f"cascade/{payment}", "feed_small", checkpoint=feed_small_checkpoint
+    )
+    check_mechanism(learned, "feed_small")
 
 
 class _Overcharging:

@@ -45,14 +45,19 @@ def logging_policy(
     bids = requests.value_per_click.gather(1, retrieved)
     crude_ecpm = bids * torch.exp(relevance.gather(1, retrieved))
     ranked = retrieved.gather(1, torch.argsort(crude_ecpm, dim=1, descending=True))
-    n_shown = torch.full((requests.batch_size,), min(len(ad_positions), ranked.shape[1]),
-                         device=ranked.device)
+    n_shown = torch.full(
+        (requests.batch_size,), min(len(ad_positions), ranked.shape[1]), device=ranked.device
+    )
     slot_item, slot_ad_rank = place_ads(ranked, n_shown, ad_positions, n_slots, n_ads)
     is_ad = slot_ad_rank >= 0
 
     batch = requests.batch_size
-    uniform = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64).to(ranked.device)
-    valid = observed.creative_valid[requests.ad_advertiser.gather(1, slot_item.clamp(max=n_ads - 1))]
+    uniform = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64).to(
+        ranked.device
+    )
+    valid = observed.creative_valid[
+        requests.ad_advertiser.gather(1, slot_item.clamp(max=n_ads - 1))
+    ]
     count = valid.sum(-1)  # [B, K] creatives of the ad in each slot
     creative = (uniform * count).long().clamp(max=observed.max_creatives - 1)
     slot_creative = torch.where(is_ad, creative, -1)
@@ -60,6 +65,9 @@ def logging_policy(
     explore_draw = torch.rand(batch, generator=generator, dtype=torch.float64).to(ranked.device)
     explored = explore_draw < exploration
     keys = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64).to(ranked.device)
-    shuffle = torch.where(explored.unsqueeze(1), torch.argsort(keys, dim=1),
-                          torch.arange(n_slots, device=ranked.device))
+    shuffle = torch.where(
+        explored.unsqueeze(1),
+        torch.argsort(keys, dim=1),
+        torch.arange(n_slots, device=ranked.device),
+    )
     return LoggedList(slot_item.gather(1, shuffle), slot_creative.gather(1, shuffle), explored)

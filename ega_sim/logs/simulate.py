@@ -31,8 +31,10 @@ def simulate_logs(
 ) -> dict:
     """Write `requests` logged requests of the scenario to the folder `out`; returns the meta."""
     if not isinstance(scenario, FeedMarketConfig):
-        raise ValueError(f"simulate-logs: scenario {scenario.name!r} is a {scenario.kind}; logs "
-                         "exist for feed_market scenarios only")
+        raise ValueError(
+            f"simulate-logs: scenario {scenario.name!r} is a {scenario.kind}; logs "
+            "exist for feed_market scenarios only"
+        )
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: expected an integer >= 1, got {requests!r}")
     if not 0.0 <= exploration <= 1.0:
@@ -48,8 +50,9 @@ def simulate_logs(
     policy_stream = make_generator(seed, "logs", "policy")
     click_stream = make_generator(seed, "logs", "clicks")
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in EXPOSURE_COLUMNS}
-    for start in tqdm(range(0, requests, LOG_CHUNK), desc="simulate-logs", unit="chunk",
-                      disable=not progress):
+    for start in tqdm(
+        range(0, requests, LOG_CHUNK), desc="simulate-logs", unit="chunk", disable=not progress
+    ):
         batch = world.sample_requests(min(LOG_CHUNK, requests - start), request_stream)
         shown = logging_policy(observed, batch, policy_stream, exploration)
         feed = resolve_list(market, batch, shown.slot_item, shown.slot_creative)

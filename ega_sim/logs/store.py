@@ -41,8 +41,20 @@ from ega_sim.world.feed_market import ObservedMarket
 
 FORMAT_VERSION = 1
 EXPOSURE_COLUMNS = (
-    "user", "candidate_advertiser", "candidate_bid", "organic_poi", "poi", "is_ad",
-    "advertiser", "creative", "bid", "explored", "poi_click", "img_click", "order", "gmv",
+    "user",
+    "candidate_advertiser",
+    "candidate_bid",
+    "organic_poi",
+    "poi",
+    "is_ad",
+    "advertiser",
+    "creative",
+    "bid",
+    "explored",
+    "poi_click",
+    "img_click",
+    "order",
+    "gmv",
 )
 
 
@@ -77,8 +89,9 @@ def _platform_arrays(platform: ObservedMarket) -> dict[str, np.ndarray]:
     }
 
 
-def write_logs(out: str | Path, exposures: dict[str, torch.Tensor], platform: ObservedMarket,
-               meta: dict) -> Path:
+def write_logs(
+    out: str | Path, exposures: dict[str, torch.Tensor], platform: ObservedMarket, meta: dict
+) -> Path:
     """Write a log folder; `meta` gets the format version and the files' checksums."""
     out = Path(out)
     missing = set(EXPOSURE_COLUMNS) - set(exposures)
@@ -119,20 +132,30 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
     directory = Path(directory)
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
-        raise LogError(f"{meta_path}: missing; {directory} is not a complete log folder "
-                       "(make one with `ega-sim simulate-logs`)")
+        raise LogError(
+            f"{meta_path}: missing; {directory} is not a complete log folder "
+            "(make one with `ega-sim simulate-logs`)"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as error:
         raise LogError(f"{meta_path}: not valid JSON ({error})") from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise LogError(f"{meta_path}: format_version {meta.get('format_version')!r}, this "
-                       f"ega-sim reads {FORMAT_VERSION}")
+        raise LogError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, this "
+            f"ega-sim reads {FORMAT_VERSION}"
+        )
     if scenario is not None and meta.get("scenario") != scenario.name:
-        raise LogError(f"{meta_path}: logs of scenario {meta.get('scenario')!r}, not {scenario.name!r}")
+        raise LogError(
+            f"{meta_path}: logs of scenario {meta.get('scenario')!r}, not {scenario.name!r}"
+        )
     files = meta.get("files", {})
-    exposures = _load_checked(directory, "exposures.npz", files.get("exposures.npz", {"bytes": -1, "sha256": ""}))
-    platform = _load_checked(directory, "platform.npz", files.get("platform.npz", {"bytes": -1, "sha256": ""}))
+    exposures = _load_checked(
+        directory, "exposures.npz", files.get("exposures.npz", {"bytes": -1, "sha256": ""})
+    )
+    platform = _load_checked(
+        directory, "platform.npz", files.get("platform.npz", {"bytes": -1, "sha256": ""})
+    )
     missing = set(EXPOSURE_COLUMNS) - set(exposures)
     if missing:
         raise LogError(f"{directory / 'exposures.npz'}: missing columns {sorted(missing)}")
@@ -140,5 +163,7 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
         from ega_sim.config.scenario import load_scenario
 
         scenario = load_scenario(meta["scenario_source"])
-    observed = ObservedMarket(config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()})
+    observed = ObservedMarket(
+        config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()}
+    )
     return Logs({k: torch.from_numpy(v) for k, v in exposures.items()}, observed, meta)

@@ -52,11 +52,16 @@ class CascadeContext:
     creative: torch.Tensor  # [B, R] long chosen creative
 
     def slice(self, start: int, stop: int) -> CascadeContext:
-        return CascadeContext(*(t[start:stop] for t in (self.retrieved, self.top_ctr, self.creative)))
+        return CascadeContext(
+            *(t[start:stop] for t in (self.retrieved, self.top_ctr, self.creative))
+        )
 
     def repeat_each(self, times: int) -> CascadeContext:
         return CascadeContext(
-            *(t.repeat_interleave(times, dim=0) for t in (self.retrieved, self.top_ctr, self.creative))
+            *(
+                t.repeat_interleave(times, dim=0)
+                for t in (self.retrieved, self.top_ctr, self.creative)
+            )
         )
 
 
@@ -103,7 +108,9 @@ class OracleCTR:
         n_creatives = self.market.max_creatives
         batch, n_retrieved = retrieved.shape
         advertiser_c = advertiser.unsqueeze(2).expand(-1, -1, n_creatives).reshape(batch, -1)
-        creative_c = torch.arange(n_creatives, device=retrieved.device).expand(batch, n_retrieved, -1)
+        creative_c = torch.arange(n_creatives, device=retrieved.device).expand(
+            batch, n_retrieved, -1
+        )
         feed = FeedList(
             user=requests.user,
             poi=self.market.advertiser_poi[advertiser_c],
@@ -141,7 +148,9 @@ class FeedCascade:
         self.observed = observed
         self.ad_positions = config.requests.ad_positions
         slot_ctr = ctr.slot_factors(self.ad_positions)
-        inner = RankByScoreAllocator("cascade", slot_ctr, MonotoneScore.make_identity(), config.reserve)
+        inner = RankByScoreAllocator(
+            "cascade", slot_ctr, MonotoneScore.make_identity(), config.reserve
+        )
         self.auction = RankMechanism(inner, payment_rule)
         self.name = f"{allocator_name}/{payment_rule.name}"
         self.payment_rule = payment_rule
@@ -165,8 +174,9 @@ class FeedCascade:
         values = requests.value_per_click.gather(1, context.retrieved)
         return AuctionRequests(values, context.top_ctr), bids.gather(1, context.retrieved)
 
-    def run(self, requests: MarketRequests, bids: torch.Tensor, context: CascadeContext | None = None
-            ) -> Outcome:
+    def run(
+        self, requests: MarketRequests, bids: torch.Tensor, context: CascadeContext | None = None
+    ) -> Outcome:
         """Allocate and price a batch of feed requests: bids [B, N] -> Outcome with [B, K]."""
         check_bids(bids, requests)
         context = self.prepare(requests) if context is None else context
@@ -192,8 +202,9 @@ class FeedCascade:
         )
         return Outcome(allocation, at_ad_slots(inner.price_per_click, 0.0))
 
-    def bid_thresholds(self, requests: MarketRequests, bids: torch.Tensor,
-                       context: CascadeContext | None = None) -> torch.Tensor:
+    def bid_thresholds(
+        self, requests: MarketRequests, bids: torch.Tensor, context: CascadeContext | None = None
+    ) -> torch.Tensor:
         """Each candidate's own-bid thresholds [B, N, K_ad] in the ad auction; a bidder that is
         not retrieved can win nothing, and gets thresholds of 0 (its only candidate bid)."""
         context = self.prepare(requests) if context is None else context

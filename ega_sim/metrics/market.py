@@ -10,8 +10,9 @@ from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
 from ega_sim.world.position_auction import SeparableClickModel
 
 
-def model_regret(spec: MisreportSpec, mechanism, requests, bids: torch.Tensor, context
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def model_regret(
+    spec: MisreportSpec, mechanism, requests, bids: torch.Tensor, context
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Regret and truthful utility [B, N] of each candidate ad under the cascade's own model:
     separable clicks alpha_k x q in its ad auction. Ads that retrieval drops get 0 for both:
     no bid brings them back (retrieval does not read bids)."""
@@ -22,7 +23,10 @@ def model_regret(spec: MisreportSpec, mechanism, requests, bids: torch.Tensor, c
     )
     outcome = auction.run(auction_requests, auction_bids)
     utility = measure_outcome(
-        auction_requests, auction_bids, outcome, model_clicks.expected_clicks(auction_requests, outcome.allocation)
+        auction_requests,
+        auction_bids,
+        outcome,
+        model_clicks.expected_clicks(auction_requests, outcome.allocation),
     ).utility  # [B, R]
     regret = ex_post_regret(spec, auction, model_clicks, auction_requests, auction_bids, utility)
     index = context.retrieved

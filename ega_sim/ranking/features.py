@@ -32,19 +32,24 @@ def creative_feature_size(market: ObservedMarket) -> int:
     return market.config.market.creative_dim + 1
 
 
-def cheap_relevance(interest: torch.Tensor, poi_latent: torch.Tensor, quality: torch.Tensor,
-                    distance: torch.Tensor) -> torch.Tensor:
+def cheap_relevance(
+    interest: torch.Tensor, poi_latent: torch.Tensor, quality: torch.Tensor, distance: torch.Tensor
+) -> torch.Tensor:
     """Observed match + 0.3 x observed quality - distance: retrieval's one-line score."""
     return (interest.unsqueeze(1) * poi_latent).sum(-1) + 0.3 * quality - distance
 
 
-def poi_features(market: ObservedMarket, user: torch.Tensor, poi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def poi_features(
+    market: ObservedMarket, user: torch.Tensor, poi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """User x POI features [B, L, F_item] and cheap relevance [B, L] of POIs poi [B, L]."""
     scale = market.config.requests.neighborhood
     interest = market.user_observed_interest(user)  # [B, D]
     latent = market.observed_poi_latent[poi]  # [B, L, D]
     quality = market.observed_poi_quality[poi]  # [B, L]
-    distance = (market.poi_location[poi] - market.user_location[user].unsqueeze(1)).norm(dim=-1) / scale
+    distance = (market.poi_location[poi] - market.user_location[user].unsqueeze(1)).norm(
+        dim=-1
+    ) / scale
     match = (interest.unsqueeze(1) * latent).sum(-1)
     price = market.poi_price_level[poi].to(latent.dtype) / N_PRICE_LEVELS
     is_ad = market.is_advertiser[poi].to(latent.dtype)
@@ -59,7 +64,9 @@ def poi_features(market: ObservedMarket, user: torch.Tensor, poi: torch.Tensor) 
     return features, cheap_relevance(interest, latent, quality, distance)
 
 
-def creative_features(market: ObservedMarket, advertiser: torch.Tensor, creative: torch.Tensor) -> torch.Tensor:
+def creative_features(
+    market: ObservedMarket, advertiser: torch.Tensor, creative: torch.Tensor
+) -> torch.Tensor:
     """Features [..., F_creative] of creative `creative` of `advertiser` (-1: organic thumbnail,
     all zeros with a flag)."""
     style = market.observed_creative_style[advertiser.clamp(min=0), creative.clamp(min=0)]

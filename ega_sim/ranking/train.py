@@ -53,8 +53,12 @@ def exposure_examples(logs: Logs, rows: torch.Tensor | None = None):
     n_slots = poi.shape[1]
     position = torch.arange(n_slots).expand_as(poi)
     flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731
-    return (flat(item).float(), flat(creative).float(), flat(position),
-            flat(x["poi_click"][rows]).float())
+    return (
+        flat(item).float(),
+        flat(creative).float(),
+        flat(position),
+        flat(x["poi_click"][rows]).float(),
+    )
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -63,7 +67,9 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     ranks = torch.empty_like(scores, dtype=torch.float64)
     sorted_scores = scores[order]
     ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    _, inverse, counts = torch.unique_consecutive(
+        sorted_scores, return_inverse=True, return_counts=True
+    )
     first = torch.cumsum(counts, 0) - counts + 1
     average = (first + (counts - 1) / 2.0).to(torch.float64)
     ranks[order] = average[inverse]
@@ -81,8 +87,13 @@ def _log_loss(model: PositionAwarePCTR, examples) -> float:
     return float(-(clicked * log_click + (1 - clicked) * log_no_click).mean())
 
 
-def train_pctr(logs: Logs, config: PCTRTrainConfig = PCTRTrainConfig(), *, seed: int = 0,
-               progress: bool = False) -> tuple[PositionAwarePCTR, dict]:
+def train_pctr(
+    logs: Logs,
+    config: PCTRTrainConfig = PCTRTrainConfig(),
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[PositionAwarePCTR, dict]:
     """Fit the model on the logs; returns it (eval mode) and a report of the fit."""
     started = time.perf_counter()
     torch.manual_seed(seed)  # initial weights; the data order has its own stream below
@@ -92,15 +103,18 @@ def train_pctr(logs: Logs, config: PCTRTrainConfig = PCTRTrainConfig(), *, seed:
     validation = exposure_examples(logs, permutation[:n_validation])
     training = exposure_examples(logs, permutation[n_validation:])
     platform = logs.platform
-    model = PositionAwarePCTR(PCTRConfig(
-        item_features=item_feature_size(platform),
-        creative_features=creative_feature_size(platform),
-        n_positions=platform.config.n_slots,
-        hidden=config.hidden,
-        layers=config.layers,
-    ))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                                 weight_decay=config.weight_decay)
+    model = PositionAwarePCTR(
+        PCTRConfig(
+            item_features=item_feature_size(platform),
+            creative_features=creative_feature_size(platform),
+            n_positions=platform.config.n_slots,
+            hidden=config.hidden,
+            layers=config.layers,
+        )
+    )
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     n_train = training[0].shape[0]
     order_stream = make_generator(seed, "pctr", "order")
     steps = config.epochs * math.ceil(n_train / config.batch_size)
@@ -136,8 +150,14 @@ def train_pctr(logs: Logs, config: PCTRTrainConfig = PCTRTrainConfig(), *, seed:
     return model, report
 
 
-def save_cascade_checkpoint(out: str | Path, model: PositionAwarePCTR, report: dict,
-                            scenario_name: str, train_config: PCTRTrainConfig, logs_meta: dict) -> Path:
+def save_cascade_checkpoint(
+    out: str | Path,
+    model: PositionAwarePCTR,
+    report: dict,
+    scenario_name: str,
+    train_config: PCTRTrainConfig,
+    logs_meta: dict,
+) -> Path:
     """DIR/pctr.pt (a state dict, loaded with weights_only=True) and DIR/checkpoint.json."""
     out = Path(out)
     buffer = io.BytesIO()
@@ -157,28 +177,38 @@ def save_cascade_checkpoint(out: str | Path, model: PositionAwarePCTR, report: d
     return out
 
 
-def load_cascade_checkpoint(directory: str | Path, scenario_name: str) -> tuple[PositionAwarePCTR, dict]:
+def load_cascade_checkpoint(
+    directory: str | Path, scenario_name: str
+) -> tuple[PositionAwarePCTR, dict]:
     """Load a cascade checkpoint for a scenario; clear errors for a wrong or broken folder."""
     directory = Path(directory)
     record_path = directory / "checkpoint.json"
     if not record_path.is_file():
-        raise ValueError(f"checkpoint: {record_path} is missing; train one with "
-                         f"`ega-sim train --scenario {scenario_name} --mechanism cascade/gsp --out DIR`")
+        raise ValueError(
+            f"checkpoint: {record_path} is missing; train one with "
+            f"`ega-sim train --scenario {scenario_name} --mechanism cascade/gsp --out DIR`"
+        )
     try:
         record = json.loads(record_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"checkpoint: {record_path} is not valid JSON ({error})") from None
     if record.get("kind") != "cascade" or record.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint: {record_path} is not a cascade checkpoint of format "
-                         f"{CHECKPOINT_FORMAT} (kind {record.get('kind')!r})")
+        raise ValueError(
+            f"checkpoint: {record_path} is not a cascade checkpoint of format "
+            f"{CHECKPOINT_FORMAT} (kind {record.get('kind')!r})"
+        )
     if record.get("scenario") != scenario_name:
-        raise ValueError(f"checkpoint: {directory} was trained on scenario "
-                         f"{record.get('scenario')!r}, not {scenario_name!r}")
+        raise ValueError(
+            f"checkpoint: {directory} was trained on scenario "
+            f"{record.get('scenario')!r}, not {scenario_name!r}"
+        )
     model = PositionAwarePCTR(PCTRConfig(**record["pctr"]))
     try:
         state = torch.load(directory / "pctr.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (OSError, RuntimeError, EOFError) as error:
-        raise ValueError(f"checkpoint: {directory / 'pctr.pt'} cannot be loaded ({error})") from None
+        raise ValueError(
+            f"checkpoint: {directory / 'pctr.pt'} cannot be loaded ({error})"
+        ) from None
     model.eval()
     return model, record
