@@ -77,12 +77,10 @@ def _add_evaluate(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ega_sim.atomic import write_text_atomic
     from ega_sim.config.scenario import load_scenario
-    from ega_sim.evaluation import evaluate
+    from ega_sim.evaluation import evaluate, resolve_device
     from ega_sim.mechanisms.registry import make_mechanism, mechanism_names
     from ega_sim.metrics.regret import MisreportSpec
     from ega_sim.report_table import format_table, to_json_line
-
-    from ega_sim.evaluation import resolve_device
 
     scenario = load_scenario(args.scenario)
     device = resolve_device(args.device)

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.mechanisms.registry import make_mechanism
+from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.outcomes import measure_outcome
 from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
-from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.metrics.market import model_regret
 from ega_sim.world.market_world import FeedMarketWorld
 from ega_sim.world.position_auction import PositionAuctionWorld
 

@@ -44,8 +44,8 @@ def train_mechanism(
     model, report = train_pctr(data, config, seed=seed, progress=progress)
     save_cascade_checkpoint(out, model, report, scenario.name, config, data.meta)
     return (
-        f"trained the cascade's pCTR model for {scenario.name} on {data.n_requests} logged requests "
-        f"in {report['seconds']:.1f} s: validation AUC {report['validation_auc']:.4f}, log loss "
-        f"{report['validation_log_loss']:.4f} (constant predictor {report['constant_log_loss']:.4f}); "
-        f"checkpoint in {out}"
+        f"trained the cascade's pCTR model for {scenario.name} on {data.n_requests} logged "
+        f"requests in {report['seconds']:.1f} s: validation AUC {report['validation_auc']:.4f}, "
+        f"log loss {report['validation_log_loss']:.4f} (constant predictor "
+        f"{report['constant_log_loss']:.4f}); checkpoint in {out}"
     )

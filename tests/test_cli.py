@@ -123,7 +123,7 @@ def test_errors_are_one_clear_line(capsys, argv, message):
 
 
 def test_help_has_examples(capsys):
-    for command in ("evaluate", "bench"):
+    for command in ("evaluate", "simulate-logs", "train", "bench"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
@@ -147,3 +147,85 @@ def test_console_script_runs():
     )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip().splitlines()) == 8
+
+
+def test_feed_market_commands_end_to_end(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert (
+        main(
+            ["simulate-logs", "--scenario", "feed_small", "--requests", "3000", "--out", str(logs)]
+        )
+        == 0
+    )
+    assert "wrote 3000 logged requests" in capsys.readouterr().out
+    checkpoint = tmp_path / "cascade"
+    assert (
+        main(
+            [
+                "train",
+                "--scenario",
+                "feed_small",
+                "--mechanism",
+                "cascade/gsp",
+                "--logs",
+                str(logs),
+                "--out",
+                str(checkpoint),
+                "--epochs",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert "validation AUC" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "evaluate",
+                "--scenario",
+                "feed_small",
+                "--checkpoint",
+                str(checkpoint),
+                "--requests",
+                "200",
+                "--misreport",
+                "grid",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["mechanism"] for r in records] == ["cascade/gsp", "cascade/vcg"]
+    for record in records:
+        for key in (
+            "rpm",
+            "ctr_poi",
+            "ctr_img",
+            "ad_load",
+            "gmv_per_request",
+            "welfare_per_request",
+            "regret_mean",
+            "psi",
+            "regret_mean_model",
+            "psi_model",
+        ):
+            assert isinstance(record[key], float), key
+        assert record["rpm"] == pytest.approx(1000 * record["revenue_per_request"])
+    assert main(["evaluate", "--scenario", "feed_small", "--requests", "10"]) == 2
+    assert "ega-sim train --scenario feed_small" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--scenario",
+                "textbook",
+                "--mechanism",
+                "cascade/gsp",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "learns nothing" in capsys.readouterr().err

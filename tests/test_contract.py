@@ -11,7 +11,6 @@ from ega_sim.config import available_scenarios, load_scenario
 from ega_sim.mechanisms.base import Allocation, Outcome
 from ega_sim.testing import check_mechanism
 
-
 POSITION_AUCTIONS = [
     s for s in available_scenarios() if load_scenario(s).kind == "position_auction"
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ega_sim.mechanisms.base import per_bidder
-from ega_sim.world.position_auction import AuctionRequests, PositionAuctionWorld
+from ega_sim.world.position_auction import AuctionRequests
 
 MISREPORT_METHODS = ("exact", "dense", "grid", "none")
 PAPER_MULTIPLIERS = tuple(round(0.2 * k, 1) for k in range(1, 11))  # 0.2 .. 2.0
