@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -107,3 +108,130 @@ def run_position_auction_bench(
         seconds = _best_seconds(lambda m=mechanism: run_with_regret(m), repeats, device_)
         report("exact regret", name, seconds)
     return records
+
+
+def run_feed_bench(
+    *,
+    scenario_name: str = "feed_small",
+    requests: int = 20_000,
+    checkpoint: str | None = None,
+    threads: int = 1,
+    device: str = "cpu",
+    as_json: bool = False,
+) -> list[dict]:
+    """Requests per second of `evaluate` for the learned cascade/gsp, without regret and with
+    grid regret (the whole pipeline re-run on 10 misreports per ad, plus the model's regret).
+    Without a checkpoint, one is trained first on 20,000 logged requests (timed apart)."""
+    import tempfile
+
+    from ega_sim.config.scenario import load_scenario
+    from ega_sim.evaluation import evaluate
+    from ega_sim.training import train_mechanism
+
+    torch.set_num_threads(threads)
+    scenario = load_scenario(scenario_name)
+    records = []
+
+    def report(label: str, seconds: float, count: int, unit: str) -> None:
+        record = {
+            "benchmark": label,
+            "scenario": scenario.name,
+            "count": count,
+            "seconds": seconds,
+            "per_second": count / seconds,
+            "unit": unit,
+            "threads": threads,
+            "device": device,
+        }
+        records.append(record)
+        if as_json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(
+                f"{label:<34} {scenario.name:<12} {count:>9,} {unit:<9} {seconds:8.2f} s "
+                f"{count / seconds:>11,.0f} {unit}/s  ({threads} thread(s), {device})",
+                flush=True,
+            )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if checkpoint is None:
+            started = time.perf_counter()
+            checkpoint = f"{scratch}/cascade"
+            train_mechanism(
+                scenario, "cascade/gsp", Path(checkpoint), log_requests=20_000, epochs=3
+            )
+            report(
+                "simulate 20k logs + train pCTR", time.perf_counter() - started, 20_000, "requests"
+            )
+        evaluate(
+            "cascade/gsp",
+            scenario,
+            requests=500,
+            misreport="grid",
+            device=device,
+            checkpoint=checkpoint,
+        )  # warm-up
+        for method in ("none", "grid"):
+            result = evaluate(
+                "cascade/gsp",
+                scenario,
+                requests=requests,
+                misreport=method,
+                device=device,
+                checkpoint=checkpoint,
+            )
+            label = (
+                "evaluate cascade/gsp, no regret"
+                if method == "none"
+                else "evaluate cascade/gsp, grid regret"
+            )
+            report(label, result.seconds, requests, "requests")
+    return records
+
+
+def run_logs_bench(
+    *, scenario_name: str = "feed_medium", requests: int = 100_000, as_json: bool = False
+) -> dict:
+    """Wall time and peak memory of `ega-sim simulate-logs` in a fresh process (market
+    generation included), as a user runs it."""
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ega_sim.cli",
+                "simulate-logs",
+                "--scenario",
+                scenario_name,
+                "--requests",
+                str(requests),
+                "--out",
+                f"{scratch}/logs",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    record = {
+        "benchmark": "simulate-logs",
+        "scenario": scenario_name,
+        "requests": requests,
+        "seconds": seconds,
+        "peak_memory_mib": peak_mib,
+    }
+    if as_json:
+        print(json.dumps(record), flush=True)
+    else:
+        print(
+            f"{'simulate-logs':<34} {scenario_name:<12} {requests:>9,} requests  {seconds:8.2f} s "
+            f"wall, peak memory {peak_mib:,.0f} MiB (fresh process)",
+            flush=True,
+        )
+    return record

@@ -29,8 +29,10 @@ TRAIN_EXAMPLES = """examples:
 """
 
 BENCH_EXAMPLES = """examples:
-  ega-sim bench                          # n = 10 bidders, K = 4 slots, 100,000 requests, 1 thread
-  ega-sim bench --requests 1000000 --threads 2
+  ega-sim bench                          # position auctions and feed_small, 1 thread
+  ega-sim bench --suite position --requests 1000000 --threads 2
+  ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
+  ega-sim bench --suite logs             # simulate-logs, 100,000 requests of feed_medium
 """
 
 
@@ -222,12 +224,23 @@ def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="measure auctions per second of the batched mechanisms",
-        description="Throughput of cascade/gsp and cascade/vcg on a position auction, with and "
-        "without exact regret. Prints one line per measurement.",
+        description="Suites: 'position' (auctions/s of cascade/gsp, cascade/vcg and "
+        "myerson/threshold on a position auction, with and without exact regret), 'feed' "
+        "(requests/s of evaluating the learned cascade/gsp on feed_small, without regret and "
+        "with grid regret), 'logs' (wall time and peak memory of simulate-logs on feed_medium). "
+        "Prints one line per measurement.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument(
+        "--suite",
+        choices=("position", "feed", "logs", "default", "all"),
+        default="default",
+        help="default: position and feed; all adds logs",
+    )
+    parser.add_argument("--requests", type=int, default=100_000, help="position suite requests")
+    parser.add_argument("--feed-requests", type=int, default=20_000, help="feed suite requests")
+    parser.add_argument("--checkpoint", default=None, help="feed suite: a cascade checkpoint")
     parser.add_argument("--bidders", type=int, default=10)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -238,17 +251,28 @@ def _add_bench(subparsers) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from ega_sim.bench import run_position_auction_bench
+    from ega_sim.bench import run_feed_bench, run_logs_bench, run_position_auction_bench
 
-    run_position_auction_bench(
-        requests=args.requests,
-        n_bidders=args.bidders,
-        n_slots=args.slots,
-        threads=args.threads,
-        repeats=args.repeats,
-        device=args.device,
-        as_json=args.json,
-    )
+    if args.suite in ("position", "default", "all"):
+        run_position_auction_bench(
+            requests=args.requests,
+            n_bidders=args.bidders,
+            n_slots=args.slots,
+            threads=args.threads,
+            repeats=args.repeats,
+            device=args.device,
+            as_json=args.json,
+        )
+    if args.suite in ("feed", "default", "all"):
+        run_feed_bench(
+            requests=args.feed_requests,
+            checkpoint=args.checkpoint,
+            threads=args.threads,
+            device=args.device,
+            as_json=args.json,
+        )
+    if args.suite in ("logs", "all"):
+        run_logs_bench(as_json=args.json)
     return 0
 
 

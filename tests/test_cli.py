@@ -131,10 +131,19 @@ def test_help_has_examples(capsys):
 
 
 def test_bench_prints_throughput(capsys):
-    main(["bench", "--requests", "2000", "--repeats", "1", "--json"])
+    main(["bench", "--suite", "position", "--requests", "2000", "--repeats", "1", "--json"])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["benchmark"] for r in records] == ["no regret"] + ["exact regret"] * 3
     assert all(r["auctions_per_second"] > 0 for r in records)
+
+
+def test_feed_bench_runs(capsys, feed_small_checkpoint):
+    main(["bench", "--suite", "feed", "--feed-requests", "300", "--checkpoint",
+          str(feed_small_checkpoint), "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["benchmark"] for r in records] == [
+        "evaluate cascade/gsp, no regret", "evaluate cascade/gsp, grid regret"]
+    assert all(r["per_second"] > 0 for r in records)
 
 
 @pytest.mark.skipif(shutil.which("ega-sim") is None, reason="console script not installed")

@@ -39,8 +39,7 @@ def logging_policy(
     n_ads = requests.n_bidders
     n_slots = config.n_slots
     ad_positions = config.requests.ad_positions
-    features = candidate_features(observed, requests)
-    relevance = features.relevance[:, :n_ads]  # [B, N]
+    relevance = candidate_features(observed, requests, organic=False).relevance  # [B, N]
     retrieved = torch.topk(relevance, config.requests.retrieval, dim=1).indices  # [B, R]
     bids = requests.value_per_click.gather(1, retrieved)
     crude_ecpm = bids * torch.exp(relevance.gather(1, retrieved))

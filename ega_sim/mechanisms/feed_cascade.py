@@ -27,7 +27,7 @@ from ega_sim.mechanisms.mechanism import RankMechanism, check_bids
 from ega_sim.mechanisms.placement import place_ads
 from ega_sim.mechanisms.rank import RankByScoreAllocator
 from ega_sim.mechanisms.score import MonotoneScore
-from ega_sim.ranking.features import candidate_features
+from ega_sim.ranking.features import CandidateFeatures, candidate_features
 from ega_sim.ranking.pctr import PositionAwarePCTR
 from ega_sim.world.click_model import FeedClickModel, FeedList
 from ega_sim.world.feed_market import FeedMarket, ObservedMarket
@@ -76,9 +76,10 @@ class LearnedCTR:
         return tuple(self.model.slot_factors(positions).tolist())
 
     @torch.no_grad()
-    def creative_ctr(self, requests: MarketRequests, retrieved: torch.Tensor) -> torch.Tensor:
+    def creative_ctr(
+        self, requests: MarketRequests, retrieved: torch.Tensor, features: CandidateFeatures
+    ) -> torch.Tensor:
         """q [B, R, Cmax] of every creative of the retrieved ads (-inf where none)."""
-        features = candidate_features(self.observed, requests)
         index = retrieved.unsqueeze(2)
         item = features.item.gather(1, index.expand(-1, -1, features.item.shape[2]))  # [B, R, F]
         creative = features.creative.gather(
@@ -103,7 +104,10 @@ class OracleCTR:
         return tuple(decay ** (p - 1) for p in positions)  # relative to position 1, like q
 
     @torch.no_grad()
-    def creative_ctr(self, requests: MarketRequests, retrieved: torch.Tensor) -> torch.Tensor:
+    def creative_ctr(
+        self, requests: MarketRequests, retrieved: torch.Tensor, features: CandidateFeatures
+    ) -> torch.Tensor:
+        """The true q [B, R, Cmax]; the observed features are not needed."""
         advertiser = requests.ad_advertiser.gather(1, retrieved)  # [B, R]
         n_creatives = self.market.max_creatives
         batch, n_retrieved = retrieved.shape
@@ -161,9 +165,9 @@ class FeedCascade:
 
     def prepare(self, requests: MarketRequests) -> CascadeContext:
         """Retrieval, pCTR and creative selection: everything that does not read the bids."""
-        relevance = candidate_features(self.observed, requests).relevance[:, : requests.n_bidders]
-        retrieved = torch.topk(relevance, self.config.requests.retrieval, dim=1).indices  # [B, R]
-        q = self.ctr.creative_ctr(requests, retrieved)  # [B, R, Cmax]
+        features = candidate_features(self.observed, requests, organic=False)
+        retrieved = torch.topk(features.relevance, self.config.requests.retrieval, dim=1).indices
+        q = self.ctr.creative_ctr(requests, retrieved, features)  # [B, R, Cmax]
         top_ctr, creative = q.max(dim=2)
         return CascadeContext(retrieved, top_ctr, creative)
 

@@ -18,10 +18,10 @@ from ega_sim.world.requests import MarketRequests
 class CandidateFeatures:
     """Per-request candidate features; the creative part is per (ad, creative)."""
 
-    item: torch.Tensor  # [B, N + M, F_item] user x POI features of every candidate
+    item: torch.Tensor  # [B, N + M, F_item] user x POI features of every candidate (or [B, N])
     creative: torch.Tensor  # [B, N, Cmax, F_creative] observed creative styles (0 where none)
     creative_valid: torch.Tensor  # [B, N, Cmax] bool
-    relevance: torch.Tensor  # [B, N + M] cheap relevance used for retrieval
+    relevance: torch.Tensor  # [B, N + M] (or [B, N]) cheap relevance used for retrieval
 
 
 def item_feature_size(market: ObservedMarket) -> int:
@@ -75,10 +75,13 @@ def creative_features(
     return torch.cat([style, organic.to(style.dtype)], dim=-1)
 
 
-def candidate_features(market: ObservedMarket, requests: MarketRequests) -> CandidateFeatures:
-    """Features of all N ads (with every creative) and M organic items of each request."""
+def candidate_features(
+    market: ObservedMarket, requests: MarketRequests, *, organic: bool = True
+) -> CandidateFeatures:
+    """Features of the N ads (with every creative) and, unless organic=False, the M organic
+    items of each request."""
     ad_poi = market.advertiser_poi[requests.ad_advertiser]  # [B, N]
-    poi = torch.cat([ad_poi, requests.organic_poi], dim=1)  # [B, N + M]
+    poi = torch.cat([ad_poi, requests.organic_poi], dim=1) if organic else ad_poi  # [B, L]
     item, relevance = poi_features(market, requests.user, poi)
     n_creatives = market.max_creatives
     advertiser = requests.ad_advertiser.unsqueeze(2).expand(-1, -1, n_creatives)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.seeding import make_generator
+from ega_sim.world.sampling import noisy_top_k
 
 N_PRICE_LEVELS = 4
 
@@ -236,7 +237,7 @@ def _generate_histories(
     chunk: int = 4_096,
 ) -> torch.Tensor:
     """Each user's past POIs, drawn without replacement with the click model's appeal
-    (match, quality, distance) as logits: Gumbel top-H over all POIs, in chunks of users."""
+    (match, quality, distance) as logits: a Gumbel top-H, in chunks of users."""
     click = config.click_model
     scale = config.requests.neighborhood
     histories = []
@@ -248,7 +249,5 @@ def _generate_histories(
             + click.quality_weight * poi_quality
             - click.distance_weight * distance
         )
-        uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
-        histories.append(torch.topk(logits + gumbel, config.market.history_length, dim=1).indices)
+        histories.append(noisy_top_k(logits, config.market.history_length, 1.0, generator))
     return torch.cat(histories)

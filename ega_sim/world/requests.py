@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ega_sim.world.feed_market import FeedMarket
+from ega_sim.world.sampling import noisy_top_k
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,6 @@ class MarketRequests:
         return self._map(lambda t: t[rows])
 
 
-def _gumbel(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    uniform = torch.rand(shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
-    return -torch.log(-torch.log(uniform))
-
-
 def sample_market_requests(
     market: FeedMarket, batch_size: int, generator: torch.Generator
 ) -> MarketRequests:
@@ -75,7 +71,7 @@ def sample_market_requests(
 
     ad_location = market.poi_location[market.advertiser_poi]  # [A, 2]
     nearness = -torch.cdist(user_location, ad_location) / scale  # [B, A]
-    ad_advertiser = torch.topk(nearness + _gumbel(nearness.shape, generator), n_ads, dim=1).indices
+    ad_advertiser = noisy_top_k(nearness, n_ads, 1.0, generator)
     shock_sigma = config.values.shock_sigma
     shock = torch.exp(
         shock_sigma * torch.randn(batch_size, n_ads, generator=generator, dtype=torch.float64)
@@ -90,5 +86,5 @@ def sample_market_requests(
         + 0.3 * market.observed_poi_quality[organic]
         - torch.cdist(user_location, market.poi_location[organic]) / scale
     )  # [B, P - A]
-    top = torch.topk(upstream + 0.5 * _gumbel(upstream.shape, generator), n_organic, dim=1)
-    return MarketRequests(user, ad_advertiser, values, organic[top.indices])
+    top = noisy_top_k(upstream, n_organic, 0.5, generator)  # in upstream order, best first
+    return MarketRequests(user, ad_advertiser, values, organic[top])
