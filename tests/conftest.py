@@ -17,6 +17,7 @@ def position_auction(
     values=None,
     quality=None,
     reserve: float = 0.0,
+    ecpm_floor: float = 0.0,
     name: str = "test",
 ) -> PositionAuctionConfig:
     """A validated position-auction config; values U[0, 1] and quality 1 unless given."""
@@ -27,6 +28,7 @@ def position_auction(
         values=values if values is not None else Uniform(0.0, 1.0),
         quality=quality if quality is not None else Fixed((1.0,)),
         reserve=reserve,
+        ecpm_floor=ecpm_floor,
     )
 
 

@@ -138,11 +138,23 @@ def test_bench_prints_throughput(capsys):
 
 
 def test_feed_bench_runs(capsys, feed_small_checkpoint):
-    main(["bench", "--suite", "feed", "--feed-requests", "300", "--checkpoint",
-          str(feed_small_checkpoint), "--json"])
+    main(
+        [
+            "bench",
+            "--suite",
+            "feed",
+            "--feed-requests",
+            "300",
+            "--checkpoint",
+            str(feed_small_checkpoint),
+            "--json",
+        ]
+    )
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["benchmark"] for r in records] == [
-        "evaluate cascade/gsp, no regret", "evaluate cascade/gsp, grid regret"]
+        "evaluate cascade/gsp, no regret",
+        "evaluate cascade/gsp, grid regret",
+    ]
     assert all(r["per_second"] > 0 for r in records)
 
 

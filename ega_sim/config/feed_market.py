@@ -138,7 +138,9 @@ _RANGES = {
 @dataclass(frozen=True)
 class FeedMarketConfig:
     """A feed market scenario. Tables: market, requests, values, click_model, conversion,
-    observation; `reserve` is the cascade's per-click reserve price."""
+    observation; `reserve` is the cascade's per-click reserve price and `ecpm_floor` the eCPM
+    (bid x pCTR at the top) an ad must reach to be shown: with it the ad load is flexible, from
+    0 to the number of ad positions, set per request by competition."""
 
     name: str
     market: MarketConfig = field(default_factory=MarketConfig)
@@ -148,6 +150,7 @@ class FeedMarketConfig:
     conversion: ConversionConfig = field(default_factory=ConversionConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     reserve: float = 0.0
+    ecpm_floor: float = 0.0
     source: str = "<python>"
     kind: str = "feed_market"
 
@@ -201,6 +204,8 @@ class FeedMarketConfig:
             )
         if self.reserve < 0:
             raise fail("reserve", "a number >= 0", self.reserve)
+        if self.ecpm_floor < 0:
+            raise fail("ecpm_floor", "a number >= 0", self.ecpm_floor)
 
     @property
     def n_advertisers(self) -> int:
@@ -246,7 +251,11 @@ def parse_feed_market(root: TableReader, source: str, name: str) -> FeedMarketCo
     """Build a FeedMarketConfig from the root table of a scenario file (kind already read)."""
     tables = {key: _read_table(root.table_reader(key, {}), cls) for key, cls in _TABLES.items()}
     config = FeedMarketConfig(
-        name=name, reserve=root.float("reserve", 0.0, min=0.0), source=source, **tables
+        name=name,
+        reserve=root.float("reserve", 0.0, min=0.0),
+        ecpm_floor=root.float("ecpm_floor", 0.0, min=0.0),
+        source=source,
+        **tables,
     )
     root.finish()
     return config

@@ -29,6 +29,7 @@ class PositionAuctionConfig:
     values: ContinuousDistribution  # value per click, i.i.d. across bidders and requests
     quality: Fixed | Uniform = DEFAULT_QUALITY  # pCTR q_i in (0, 1]
     reserve: float = 0.0  # per-click reserve price of the cascade allocator
+    ecpm_floor: float = 0.0  # the cascade shows a bidder only if q_i * b_i >= ecpm_floor
     source: str = "<python>"  # the file it was read from, for error messages
     kind: str = "position_auction"
 
@@ -52,6 +53,8 @@ class PositionAuctionConfig:
                 )
         if not (math.isfinite(self.reserve) and self.reserve >= 0.0):
             raise fail("reserve", "a finite number >= 0", self.reserve)
+        if not (math.isfinite(self.ecpm_floor) and self.ecpm_floor >= 0.0):
+            raise fail("ecpm_floor", "a finite number >= 0", self.ecpm_floor)
         _validate_values(self.values, self.source)
         _validate_quality(self.quality, self.n_bidders, self.source)
 
@@ -130,6 +133,7 @@ def parse_scenario(document: dict, source: str) -> ScenarioConfig:
         n_bidders=root.int("n_bidders", min=1),
         slot_ctr=tuple(root.float_list("slot_ctr")),
         reserve=root.float("reserve", 0.0, min=0.0),
+        ecpm_floor=root.float("ecpm_floor", 0.0, min=0.0),
         values=_read_values(root.table_reader("values")),
         quality=_read_quality(root.table_reader("quality", {"dist": "fixed", "value": 1.0})),
         source=source,

@@ -7,8 +7,9 @@ auction by bid x pCTR, placement among the fixed organic order.
    probability of the item alone at the top and the examination decay (for analysis only).
 3. Each ad shows its creative of highest q.
 4. The ad auction is the textbook rank-by-score auction among the R ads, score = bid x q,
-   with the scenario's reserve; its slots are the ad positions, whose click factors alpha are
-   the model's position effects. So gsp, vcg, threshold and first are exactly the foundation's
+   with the scenario's reserve and eCPM floor (the floor makes the ad load flexible: ads that do
+   not reach it leave their position to organic items); its slots are the ad positions, whose
+   click factors alpha are the model's position effects. So gsp, vcg, threshold and first are exactly the foundation's
    payment rules (mechanisms/payments.py) priced under the cascade's own CTR model.
 5. The winners take the ad positions in rank order; organic items fill the other slots.
 
@@ -153,7 +154,11 @@ class FeedCascade:
         self.ad_positions = config.requests.ad_positions
         slot_ctr = ctr.slot_factors(self.ad_positions)
         inner = RankByScoreAllocator(
-            "cascade", slot_ctr, MonotoneScore.make_identity(), config.reserve
+            "cascade",
+            slot_ctr,
+            MonotoneScore.make_identity(),
+            config.reserve,
+            reserve_score=config.ecpm_floor,
         )
         self.auction = RankMechanism(inner, payment_rule)
         self.name = f"{allocator_name}/{payment_rule.name}"

@@ -40,8 +40,8 @@ class GSP:
 class VCG:
     """Clarke pivot under the allocator's CTR model: the clicks-weighted welfare the bidder
     takes from the bidders ranked below it. Expected payment of slot j is
-    sum_{l >= j} (alpha_l - alpha_{l+1}) * max(q_(l+1) b_(l+1), q_i * reserve): the reserve acts
-    as a seller's standing bid of `reserve` per click, so prices never fall below it.
+    sum_{l >= j} (alpha_l - alpha_{l+1}) * max(q_(l+1) b_(l+1), q_i * reserve, reserve_score):
+    the reserves act as the seller's standing bid, so prices never fall below them.
     """
 
     name = "vcg"
@@ -49,7 +49,7 @@ class VCG:
     def price_per_click(
         self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
     ) -> torch.Tensor:
-        floor = view.quality.unsqueeze(2) * view.reserve_per_click  # [B, R, 1]
+        floor = (view.quality.unsqueeze(2) * view.reserve_per_click).clamp(min=view.reserve_score)
         expected = _suffix_weighted(view, torch.maximum(view.competitor_welfare, floor))
         per_click = expected / (view.slot_ctr * view.quality.unsqueeze(2))  # [B, R, K]
         return _gather_slot(per_click, slot)

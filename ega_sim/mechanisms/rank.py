@@ -1,7 +1,8 @@
 """Rank-by-score allocation for position auctions, and each bidder's view of its own bid.
 
-The allocator ranks eligible bidders (bid >= reserve) by q_i * g(b_i), ties to the lower index,
-and gives slots 1..K in that order. With the others' bids fixed, bidder i's slot changes only at
+The allocator ranks eligible bidders (bid >= reserve per click and score >= reserve score) by
+q_i * g(b_i), ties to the lower index, and gives slots 1..K in that order; a reserve score on
+q * b is an eCPM floor, which makes the number of ads shown flexible. With the others' bids fixed, bidder i's slot changes only at
 K thresholds t_1 >= ... >= t_K of its own bid; `BidderView` holds them together with what the
 competitors at each rank would pay in welfare terms. Every payment rule of a rank allocator is a
 function of this view, and so is every unilateral misreport: this is what makes exact regret a
@@ -22,7 +23,7 @@ from ega_sim.world.position_auction import AuctionRequests
 @dataclass(frozen=True)
 class RankAllocation(Allocation):
     order: torch.Tensor  # [B, N] long, bidders by descending score (ties: lower index first)
-    score: torch.Tensor  # [B, N] q_i * g(b_i); -inf for bidders below the reserve
+    score: torch.Tensor  # [B, N] q_i * g(b_i); -inf for bidders below a reserve
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,14 @@ class BidderView:
     """What bidder `bidder[b, r]` faces at each slot j, the others' bids fixed. All [B, R, K]."""
 
     bidder: torch.Tensor  # [B, R] long, whose view each row is
-    threshold: torch.Tensor  # lowest own bid that wins slot j or better (>= the reserve)
+    threshold: torch.Tensor  # lowest own bid that wins slot j or better (>= the reserves)
     competitor: torch.Tensor  # long, the other bidder ranked j-th among the others
     competitor_score: torch.Tensor  # its score; -inf if there is none or it is below reserve
     competitor_welfare: torch.Tensor  # its q_c * b_c (0 if none): what VCG charges for
     quality: torch.Tensor  # [B, R] q of the viewing bidder
     slot_ctr: torch.Tensor  # [K] alpha_k
     reserve_per_click: float
+    reserve_score: float  # eCPM floor on q * g(b); -inf for none
     score_function: MonotoneScore
 
     def slot_for_bid(self, bid: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,7 @@ class BidderView:
             self.competitor_score,
         )
         slots_above = torch.searchsorted(-key, -own_score, right=False)  # [B, R, C]: # keys > own
-        eligible = bid >= self.reserve_per_click
+        eligible = (bid >= self.reserve_per_click) & (own_score >= self.reserve_score)
         return torch.where(eligible & (slots_above < self.n_slots), slots_above, -1)
 
     @property
@@ -65,15 +67,22 @@ class BidderView:
 
 
 class RankByScoreAllocator:
-    """Rank by q_i * g(b_i) among bids >= reserve; the top K win slots 1..K in order."""
+    """Rank by q_i * g(b_i) among bids >= reserve with score >= reserve_score; the top K win
+    slots 1..K in order."""
 
     def __init__(
-        self, name: str, slot_ctr: tuple[float, ...], score: MonotoneScore, reserve: float
+        self,
+        name: str,
+        slot_ctr: tuple[float, ...],
+        score: MonotoneScore,
+        reserve: float,
+        reserve_score: float = -float("inf"),
     ):
         self.name = name
         self.slot_ctr_values = tuple(slot_ctr)
         self.score_function = score
         self.reserve_per_click = float(reserve)
+        self.reserve_score = float(reserve_score)
 
     @property
     def n_slots(self) -> int:
@@ -83,8 +92,9 @@ class RankByScoreAllocator:
         return torch.tensor(self.slot_ctr_values, dtype=like.dtype, device=like.device)
 
     def allocate(self, requests: AuctionRequests, bids: torch.Tensor) -> RankAllocation:
-        eligible = bids >= self.reserve_per_click  # [B, N]
-        score = torch.where(eligible, requests.quality * self.score_function(bids), -torch.inf)
+        score = requests.quality * self.score_function(bids)  # [B, N]
+        eligible = (bids >= self.reserve_per_click) & (score >= self.reserve_score)
+        score = torch.where(eligible, score, -torch.inf)
         sorted_score, order = torch.sort(score, dim=1, descending=True, stable=True)  # [B, N]
         n_slots = self.n_slots
         top_order = order[:, :n_slots]
@@ -135,14 +145,24 @@ class RankByScoreAllocator:
         loses_ties = competitor < bidder.unsqueeze(2)
         needed_score = competitor_score / own_quality.unsqueeze(2)
         threshold = self.score_function.inverse(needed_score, upper=loses_ties)
+        # The bidder's own reserve: its bid must clear the per-click reserve and its score the
+        # reserve score (an eCPM floor), ties at the floor winning.
+        own_reserve = torch.full_like(own_quality, self.reserve_per_click)
+        if self.reserve_score > -torch.inf:
+            floor = self.score_function.inverse(
+                self.reserve_score / own_quality,
+                upper=torch.zeros_like(own_quality, dtype=torch.bool),
+            )
+            own_reserve = torch.maximum(own_reserve, floor)
         return BidderView(
             bidder=bidder,
-            threshold=threshold.clamp(min=self.reserve_per_click),
+            threshold=torch.maximum(threshold, own_reserve.unsqueeze(2)),
             competitor=competitor,
             competitor_score=competitor_score,
             competitor_welfare=welfare.gather(1, competitor_flat).view(position.shape),
             quality=own_quality,
             slot_ctr=self._slot_ctr(bids),
             reserve_per_click=self.reserve_per_click,
+            reserve_score=self.reserve_score,
             score_function=self.score_function,
         )
