@@ -9,8 +9,9 @@ auction by bid x pCTR, placement among the fixed organic order.
 4. The ad auction is the textbook rank-by-score auction among the R ads, score = bid x q,
    with the scenario's reserve and eCPM floor (the floor makes the ad load flexible: ads that do
    not reach it leave their position to organic items); its slots are the ad positions, whose
-   click factors alpha are the model's position effects. So gsp, vcg, threshold and first are exactly the foundation's
-   payment rules (mechanisms/payments.py) priced under the cascade's own CTR model.
+   click factors alpha are the model's position effects. So gsp, vcg, threshold and first are
+   exactly the foundation's payment rules (mechanisms/payments.py) priced under the cascade's
+   own CTR model.
 5. The winners take the ad positions in rank order; organic items fill the other slots.
 
 The cascade's CTR model is separable and ignores externalities; the true user model is not.

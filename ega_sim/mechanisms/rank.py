@@ -2,8 +2,10 @@
 
 The allocator ranks eligible bidders (bid >= reserve per click and score >= reserve score) by
 q_i * g(b_i), ties to the lower index, and gives slots 1..K in that order; a reserve score on
-q * b is an eCPM floor, which makes the number of ads shown flexible. With the others' bids fixed, bidder i's slot changes only at
-K thresholds t_1 >= ... >= t_K of its own bid; `BidderView` holds them together with what the
+q * b is an eCPM floor, which makes the number of ads shown flexible.
+
+With the others' bids fixed, bidder i's slot changes only at K thresholds t_1 >= ... >= t_K of
+its own bid; `BidderView` holds them together with what the
 competitors at each rank would pay in welfare terms. Every payment rule of a rank allocator is a
 function of this view, and so is every unilateral misreport: this is what makes exact regret a
 batched [B, N, K] computation instead of one re-run per candidate bid.
