@@ -72,6 +72,7 @@ class EvaluationResult:
     regret_mean_se: float  # over requests (a request's bidders are not independent)
     regret_max: float
     psi: float  # total regret / total truthful utility
+    psi_per_ad: float  # mean of regret / utility over ads whose utility is not tiny (see below)
     regret_mean_model: float  # the same under the mechanism's own CTR model
     psi_model: float
     ir_violation_rate: float  # share of shown ads whose price per click exceeds their bid
@@ -92,6 +93,20 @@ def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else (0.0 if numerator == 0 else math.inf)
+
+
+TINY_UTILITY_SHARE = 0.01
+
+
+def _psi_per_ad(regret: torch.Tensor, utility: torch.Tensor) -> float:
+    """The paper's per-ad form of psi: the mean of regret / truthful utility over (request, ad)
+    pairs whose truthful utility is at least 1% of the mean positive utility (a ratio over a
+    tiny utility says nothing); NaN when no ad earns anything (first price)."""
+    positive = utility > 0
+    if not bool(positive.any()):
+        return math.nan
+    kept = utility >= TINY_UTILITY_SHARE * float(utility[positive].mean())
+    return float((regret[kept] / utility[kept]).mean())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -141,6 +156,8 @@ def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, to
         regret = ex_post_regret(spec, mechanism, world, batch, bids, measured.utility, **extra)
         series["regret"] = regret.mean(1)
         series["regret_max"] = regret.amax(1)
+        series["regret_pairs"] = regret
+        series["utility_pairs"] = measured.utility
         if market and hasattr(mechanism, "ad_auction"):
             regret_model, utility_model = model_regret(spec, mechanism, batch, bids, context)
         else:  # a position auction's mechanism knows the true click model
@@ -196,11 +213,13 @@ def evaluate(
     ads = float(joined["ads"].sum())
     if spec.method == "none":
         regret_mean = regret_se = regret_max = psi = regret_model = psi_model = math.nan
+        psi_per_ad = math.nan
     else:
         regret_mean, regret_se = _mean_and_se(joined["regret"])
         regret_max = float(joined["regret_max"].max())
         n_bidders = scenario.n_bidders
         psi = _ratio(float(joined["regret"].sum()) * n_bidders, float(joined["utility"].sum()))
+        psi_per_ad = _psi_per_ad(joined["regret_pairs"], joined["utility_pairs"])
         regret_model = float(joined["regret_model"].mean())
         psi_model = _ratio(
             float(joined["regret_model"].sum()) * n_bidders, float(joined["utility_model"].sum())
@@ -231,6 +250,7 @@ def evaluate(
         regret_mean_se=regret_se,
         regret_max=regret_max,
         psi=psi,
+        psi_per_ad=psi_per_ad,
         regret_mean_model=regret_model,
         psi_model=psi_model,
         ir_violation_rate=_ratio(float(joined["ir"].sum()), ads),
