@@ -50,11 +50,8 @@ def candidate_set(
     is_ad = is_ad.expand(batch, -1)
     organic_rank = torch.where(is_ad, -1, torch.arange(n_candidates, device=poi.device) - n_ads)
     ad_creatives = tables.creative_codes[requests.ad_advertiser]  # [B, N, Cmax, Lc]
-    organic_creatives = torch.full(
-        (batch, requests.n_organic, *ad_creatives.shape[2:]),
-        tables.organic_code,
-        dtype=torch.long,
-        device=poi.device,
+    organic_creatives = tables.no_creative.expand(
+        batch, requests.n_organic, ad_creatives.shape[2], -1
     )
     ad_valid = observed.creative_valid[requests.ad_advertiser]  # [B, N, Cmax]
     organic_valid = torch.zeros(
@@ -82,6 +79,16 @@ class GeneratedLists:
 
 
 @torch.no_grad()
+def allowed_items(used, is_ad, organic_rank, ads_shown, max_ads) -> torch.Tensor:
+    """[rows, I]: unused candidates; of the organic items only the first unused one in the
+    fixed order; ads while fewer than max_ads are shown."""
+    free_organic = torch.where(is_ad | used, torch.iinfo(torch.long).max, organic_rank)
+    next_organic = free_organic.amin(dim=1, keepdim=True)
+    return ~used & torch.where(
+        is_ad, (ads_shown < max_ads).unsqueeze(1), organic_rank == next_organic
+    )
+
+
 def beam_search(
     generator: Generator,
     tables: ItemTables,
@@ -91,8 +98,10 @@ def beam_search(
     beams: int,
     max_ads: int,
     bidding: BiddingConfig | None,
+    banned: torch.Tensor | None = None,
 ) -> GeneratedLists:
-    """The `beams` most likely lists of `n_items` items per request (see module docstring)."""
+    """The `beams` most likely lists of `n_items` items per request (see module docstring).
+    `banned` [B, I] removes candidates (the alignment's masked re-decode)."""
     batch, n_candidates = candidates.is_ad.shape
     rows = batch * beams
     request_of = torch.arange(batch, device=candidates.bids.device).repeat_interleave(beams)
@@ -117,15 +126,14 @@ def beam_search(
     log_prob = torch.full((batch, beams), -torch.inf, device=bids.device)
     log_prob[:, 0] = 0.0
     used = torch.zeros((rows, n_candidates), dtype=torch.bool, device=bids.device)
-    next_organic = torch.zeros(rows, dtype=torch.long, device=bids.device)
+    if banned is not None:
+        used = per_beam(banned).clone()
     ads_shown = torch.zeros(rows, dtype=torch.long, device=bids.device)
     items = torch.zeros((rows, n_items), dtype=torch.long, device=bids.device)
     creatives = torch.full((rows, n_items), -1, dtype=torch.long, device=bids.device)
     item_log_z = torch.zeros((rows, n_items), device=bids.device)
     for step in range(n_items):
-        allowed = ~used & torch.where(
-            is_ad, (ads_shown < max_ads).unsqueeze(1), organic_rank == next_organic.unsqueeze(1)
-        )
+        allowed = allowed_items(used, is_ad, organic_rank, ads_shown, max_ads)
         scores = torch.einsum("bsd,bild->bsil", state.view(batch, beams, -1), own_code)
         scores = scores.reshape(rows, n_candidates, -1) + per_beam(code_bias)
         log_z = item_log_probs(scores, per_beam(prefix), bids, allowed, bidding)  # [rows, I]
@@ -138,13 +146,12 @@ def beam_search(
         log_prob = best
         state = state[parent]
         cache = cache.reorder(parent)
-        used, next_organic, ads_shown = used[parent], next_organic[parent], ads_shown[parent]
+        used, ads_shown = used[parent], ads_shown[parent]
         items, creatives, item_log_z = items[parent], creatives[parent], item_log_z[parent]
         chosen_log_z = log_z[parent, chosen]
         used[torch.arange(rows), chosen] = True
         chosen_is_ad = is_ad[torch.arange(rows), chosen]
         ads_shown = ads_shown + chosen_is_ad.long()
-        next_organic = next_organic + (~chosen_is_ad).long()
         items[:, step] = chosen
         item_log_z[:, step] = chosen_log_z
         creative, token = _choose_creative(generator, candidates, request_of, chosen, state)

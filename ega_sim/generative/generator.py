@@ -3,9 +3,9 @@ item's POI semantic ID, and a multi-token-prediction (MTP) module that emits its
 conditioned on that POI (EGA-V2 section 3.2), nanoGPT-style and small.
 
 Tokens: an item is its POI semantic ID (Lp codes: C levels and a disambiguation code) and, for
-an ad, its creative's ID (Lc codes); an organic item's creative ID is the reserved code
-`organic_code` at every level. Each item is one decoder position; the codes of the next item
-are predicted level by level with heads that are linear in the decoder state h:
+an ad, its creative's ID (Lc codes); an organic item's creative ID is the tokenizers' reserved
+"no creative" ID (the last index of every level). Each item is one decoder position; the codes
+of the next item are predicted level by level with heads that are linear in the decoder state h:
 
     logit_l(c | h, prefix) = (h + sum_{l' < l} U_l'[code_l']) . E_l[c]
 
@@ -31,7 +31,7 @@ class GeneratorConfig:
     poi_levels: int  # Lp: C POI code levels + 1 disambiguation level
     poi_vocab: int  # codes per POI level (max of W and the largest disambiguation rank + 1)
     creative_levels: int  # Lc
-    creative_vocab: int  # codes per creative level, excluding the reserved organic code
+    creative_vocab: int  # codes per creative level, the "no creative" code included
     feature_dim: int  # observed POI embedding size (tokenizer.poi_embeddings)
     user_dim: int  # observed user interest size
     max_items: int  # K, the list length
@@ -40,10 +40,6 @@ class GeneratorConfig:
     encoder_layers: int = 2
     decoder_layers: int = 2
     mtp: bool = True
-
-    @property
-    def organic_code(self) -> int:
-        return self.creative_vocab
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,7 +161,7 @@ class Generator(nn.Module):
         d = config.d_model
         self.poi_tokens = nn.Parameter(torch.randn(config.poi_levels, config.poi_vocab, d) * 0.02)
         self.creative_tokens = nn.Parameter(
-            torch.randn(config.creative_levels, config.creative_vocab + 1, d) * 0.02
+            torch.randn(config.creative_levels, config.creative_vocab, d) * 0.02
         )
         self.feature_projection = nn.Linear(config.feature_dim, d)
         self.user_projection = nn.Linear(config.user_dim, d)
@@ -182,7 +178,7 @@ class Generator(nn.Module):
         )
         self.final_norm = nn.LayerNorm(d)
         self.poi_heads = CodeHeads(config.poi_levels, config.poi_vocab, d)
-        self.creative_heads = CodeHeads(config.creative_levels, config.creative_vocab + 1, d)
+        self.creative_heads = CodeHeads(config.creative_levels, config.creative_vocab, d)
         self.mtp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
 
     # -- embeddings -------------------------------------------------------------------------

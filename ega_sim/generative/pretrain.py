@@ -19,11 +19,13 @@ class ItemTables:
     """Per-market lookup tables the generator reads (platform-side only)."""
 
     poi_codes: torch.Tensor  # [P, Lp] long semantic IDs
-    creative_codes: torch.Tensor  # [A, Cmax, Lc] long (missing creatives: the organic code)
+    creative_codes: torch.Tensor  # [A, Cmax, Lc] long (missing creatives: no_creative)
+    no_creative: torch.Tensor  # [Lc] long, the creative ID of organic items
     poi_features: torch.Tensor  # [P, F] float32, standardized observed POI embeddings
     user_features: torch.Tensor  # [U, D] float32, users' inferred interests
     user_history: torch.Tensor  # [U, H] long POIs
-    organic_code: int
+    poi_vocab: int  # embedding rows per POI level (the largest level's)
+    creative_vocab: int  # the same for creatives, "no creative" included
 
     def list_batch(
         self,
@@ -37,7 +39,7 @@ class ItemTables:
         history = self.user_history[user]  # [B, H]
         is_ad = advertiser >= 0
         creative_codes = self.creative_codes[advertiser.clamp(min=0), creative.clamp(min=0)]
-        creative_codes = torch.where(is_ad.unsqueeze(-1), creative_codes, self.organic_code)
+        creative_codes = torch.where(is_ad.unsqueeze(-1), creative_codes, self.no_creative)
         return {
             "history_codes": self.poi_codes[history],
             "history_features": self.poi_features[history],
