@@ -122,7 +122,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _checkpoint_for(name: str, checkpoint: str | None) -> str | None:
     """Only learned allocators read a checkpoint; the others ignore --checkpoint."""
-    learned = name.split("/")[0] in ("cascade",)
+    learned = name.split("/")[0] in ("cascade", "ega", "gr")
     return checkpoint if learned else None
 
 

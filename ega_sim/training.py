@@ -12,6 +12,27 @@ from ega_sim.logs.store import read_logs
 from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, train_pctr
 
 
+def _train_generative(
+    scenario, logs, out: Path, *, seed: int, epochs: int | None, progress: bool
+) -> str:
+    from ega_sim.generative.pretrain import PretrainConfig
+    from ega_sim.generative.train import EGAConfig, train_ega
+
+    config = EGAConfig()
+    if epochs is not None:
+        config = dataclasses.replace(config, pretrain=PretrainConfig(epochs=epochs))
+    reports = train_ega(scenario, logs, out, config, seed=seed, progress=progress)
+    lines = [
+        f"trained the EGA-V2 pipeline for {scenario.name} on {logs.n_requests} logged "
+        f"requests; checkpoint in {out}"
+    ]
+    for stage, report in reports.items():
+        lines.append(f"  {stage}: {report.get('seconds', 0.0):.1f} s")
+    rm = reports["reward_model"]
+    lines.append(f"  reward model validation AUC (POI clicks) {rm['validation_poi_auc']:.4f}")
+    return "\n".join(lines)
+
+
 def train_mechanism(
     scenario: ScenarioConfig,
     mechanism: str,
@@ -25,15 +46,18 @@ def train_mechanism(
 ) -> str:
     """Train and write a checkpoint folder; returns a one-paragraph report."""
     allocator = mechanism.split("/")[0]
-    if not isinstance(scenario, FeedMarketConfig) or allocator != "cascade":
+    if not isinstance(scenario, FeedMarketConfig) or allocator not in ("cascade", "ega", "gr"):
         raise ValueError(
             f"train: {mechanism} on {scenario.name} learns nothing; evaluate it directly "
-            "(learned mechanisms: cascade/* on feed_market scenarios)"
+            "(learned mechanisms: cascade/*, ega/* and gr/* on feed_market scenarios)"
         )
     if logs is None:
         logs = out / "logs"
-        simulate_logs(scenario, log_requests, logs, seed=seed, progress=progress)
+        if not (Path(logs) / "meta.json").is_file():  # a rerun resumes on the same logs
+            simulate_logs(scenario, log_requests, logs, seed=seed, progress=progress)
     data = read_logs(logs, scenario)
+    if allocator in ("ega", "gr"):
+        return _train_generative(scenario, data, out, seed=seed, epochs=epochs, progress=progress)
     config = (
         PCTRTrainConfig()
         if epochs is None

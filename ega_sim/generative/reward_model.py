@@ -22,6 +22,7 @@ the ground truth), then frozen.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -117,6 +118,11 @@ class ItemTokenizers:
     def no_creative(self) -> torch.Tensor:
         """The "no creative" ID [Cc + 1]."""
         return torch.tensor(self.creative_vocab, device=self.creative_ids.device) - 1
+
+    def to(self, device: torch.device | str) -> ItemTokenizers:
+        return dataclasses.replace(
+            self, poi_ids=self.poi_ids.to(device), creative_ids=self.creative_ids.to(device)
+        )
 
 
 def fit_item_tokenizers(

@@ -1,8 +1,9 @@
 """Mechanisms by name, "ALLOCATOR/PAYMENT": `make_mechanism("cascade/vcg", scenario)`.
 
 Position auctions: allocators `cascade` and `myerson`. Feed markets: `cascade` (needs a
-checkpoint made by `ega-sim train`) and `oracle_cascade` (the true CTRs, for analysis).
-Payment rules: gsp, vcg, threshold, first.
+checkpoint made by `ega-sim train`), `oracle_cascade` (the true CTRs, for analysis), and the
+generative `ega` and `gr` (checkpoints of `ega-sim train --mechanism ega/gsp`).
+Payment rules: gsp, vcg, threshold, first (generated lists: gsp and first).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from ega_sim.mechanisms.mechanism import RankMechanism
 from ega_sim.mechanisms.payments import PAYMENT_RULES
 
 FEED_ALLOCATORS = ("cascade", "oracle_cascade")
+GENERATIVE_ALLOCATORS = ("ega", "gr")
+GENERATIVE_PAYMENTS = ("gsp", "first")
 
 
 def mechanism_names(scenario: ScenarioConfig | None = None) -> list[str]:
     """The mechanisms that apply to a scenario (position-auction ones when none is given)."""
-    allocators = FEED_ALLOCATORS if isinstance(scenario, FeedMarketConfig) else tuple(ALLOCATORS)
-    return [f"{a}/{p}" for a in allocators for p in PAYMENT_RULES]
+    if not isinstance(scenario, FeedMarketConfig):
+        return [f"{a}/{p}" for a in ALLOCATORS for p in PAYMENT_RULES]
+    names = [f"{a}/{p}" for a in FEED_ALLOCATORS for p in PAYMENT_RULES]
+    return names + [f"{a}/{p}" for a in GENERATIVE_ALLOCATORS for p in GENERATIVE_PAYMENTS]
 
 
 def make_mechanism(
@@ -43,12 +48,33 @@ def make_mechanism(
             f"mechanism: expected ALLOCATOR/PAYMENT for a {scenario.kind} scenario, one of "
             f"{', '.join(known)}; got {name!r}"
         )
+    if allocator_name in GENERATIVE_ALLOCATORS:
+        return _make_generative(allocator_name, payment_name, scenario, checkpoint, device)
     payment_rule = PAYMENT_RULES[payment_name]()
     if isinstance(scenario, FeedMarketConfig):
         return _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device)
     if checkpoint is not None:
         raise ValueError(f"mechanism {name}: takes no checkpoint (nothing in it is learned)")
     return RankMechanism(ALLOCATORS[allocator_name](scenario), payment_rule)
+
+
+def _make_generative(allocator_name, payment_name, scenario, checkpoint, device):
+    from ega_sim.generative.train import load_generative_mechanism
+    from ega_sim.world.feed_market import generate_market
+
+    if torch.device(device).type != "cpu":
+        raise ValueError(
+            f"{allocator_name}/{payment_name}: the generative allocators run on the "
+            "CPU so far (--device cpu)"
+        )
+    if checkpoint is None:
+        raise ValueError(
+            f"mechanism {allocator_name}/{payment_name} on {scenario.name} is learned and needs "
+            f"--checkpoint DIR; make one with `ega-sim train --scenario {scenario.name} "
+            f"--mechanism {allocator_name}/{payment_name} --out DIR`"
+        )
+    platform = generate_market(scenario).observed()
+    return load_generative_mechanism(checkpoint, scenario, allocator_name, payment_name, platform)
 
 
 def _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device):

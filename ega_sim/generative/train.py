@@ -1,0 +1,277 @@
+"""`ega-sim train --mechanism ega/...`: the EGA-V2 pipeline from logs, stage by stage.
+
+Stages, each written to OUT/stages/<stage>/ (state dicts loaded with weights_only=True, and a
+stage.json written last that marks the stage finished) and skipped when the command is rerun:
+
+1. tokenizers: the POI and creative RQ-VAEs and every item's semantic ID;
+2. pretrain: the generator on logged lists (next-POI + next-creative cross-entropy);
+3. reward_model: the permutation-aware RM on logged clicks and orders (frozen afterwards);
+4. alignment: policy gradient of the generator against the RM's bid-weighted clicks
+   (skipped with `single_stage = true`).
+
+`gr` uses the pre-trained generator (bids ignored); `ega` the aligned one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.generative.alignment import AlignmentConfig, align
+from ega_sim.generative.allocator import GenerativeMechanism, GenerativeParts
+from ega_sim.generative.generator import Generator, GeneratorConfig
+from ega_sim.generative.items import item_tables
+from ega_sim.generative.pretrain import PretrainConfig, pretrain_generator
+from ega_sim.generative.reward_model import (
+    ItemTokenizers,
+    PermutationAwareRM,
+    RewardModelConfig,
+    fit_item_tokenizers,
+    train_reward_model,
+)
+from ega_sim.generative.token_bidding import BiddingConfig
+from ega_sim.provenance import provenance
+
+STAGES = ("tokenizers", "pretrain", "reward_model", "alignment")
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EGAConfig:
+    """Everything the generative pipeline needs; the ablation switches of the paper included."""
+
+    tokenizer_steps: int = 1_500
+    d_model: int = 64
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    mtp: bool = True  # ablation "no MTP": False
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    single_stage: bool = False  # ablation "single-stage training": no alignment stage
+    bidding: BiddingConfig = field(default_factory=BiddingConfig)  # alpha, beta, code_bid
+    beams: int = 16
+    ctr_weight: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> EGAConfig:
+        nested = {
+            "pretrain": PretrainConfig,
+            "reward_model": RewardModelConfig,
+            "alignment": AlignmentConfig,
+            "bidding": BiddingConfig,
+        }
+        values = {k: (nested[k](**v) if k in nested else v) for k, v in record.items()}
+        return cls(**values)
+
+
+def _save(path: Path, tensors: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _stage_dir(out: Path, stage: str) -> Path:
+    return out / "stages" / stage
+
+
+def _finished(out: Path, stage: str) -> dict | None:
+    marker = _stage_dir(out, stage) / "stage.json"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def _finish(out: Path, stage: str, report: dict) -> None:
+    write_text_atomic(_stage_dir(out, stage) / "stage.json", json.dumps(report, indent=2) + "\n")
+
+
+def _generator_config(config: EGAConfig, tables, scenario) -> GeneratorConfig:
+    return GeneratorConfig(
+        poi_levels=tables.poi_codes.shape[1],
+        poi_vocab=tables.poi_vocab,
+        creative_levels=tables.creative_codes.shape[2],
+        creative_vocab=tables.creative_vocab,
+        feature_dim=tables.poi_features.shape[1],
+        user_dim=tables.user_features.shape[1],
+        max_items=scenario.n_slots,
+        d_model=config.d_model,
+        heads=config.heads,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        mtp=config.mtp,
+    )
+
+
+def _save_tokenizers(path: Path, tokenizers: ItemTokenizers) -> None:
+    _save(
+        path / "tokenizers.pt",
+        {"poi_ids": tokenizers.poi_ids, "creative_ids": tokenizers.creative_ids},
+    )
+
+
+def _load_tokenizers(path: Path, report: dict) -> ItemTokenizers:
+    tensors = _load(path / "tokenizers.pt")
+    return ItemTokenizers(
+        tensors["poi_ids"],
+        tensors["creative_ids"],
+        tuple(report["poi_vocab"]),
+        tuple(report["creative_vocab"]),
+        report["reports"],
+    )
+
+
+def train_ega(
+    scenario,
+    logs,
+    out: Path,
+    config: EGAConfig = EGAConfig(),
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Run (or resume) every stage; returns the stage reports."""
+    out = Path(out)
+    platform = logs.platform
+    reports: dict = {}
+
+    stage = _stage_dir(out, "tokenizers")
+    if (done := _finished(out, "tokenizers")) is None:
+        started = time.perf_counter()
+        tokenizers = fit_item_tokenizers(platform, seed=seed, steps=config.tokenizer_steps)
+        _save_tokenizers(stage, tokenizers)
+        done = {
+            "poi_vocab": list(tokenizers.poi_vocab),
+            "creative_vocab": list(tokenizers.creative_vocab),
+            "reports": tokenizers.reports,
+            "seconds": time.perf_counter() - started,
+        }
+        _finish(out, "tokenizers", done)
+    reports["tokenizers"] = done
+    tokenizers = _load_tokenizers(stage, done)
+    tables = item_tables(platform, tokenizers)
+    generator_config = _generator_config(config, tables, scenario)
+
+    stage = _stage_dir(out, "pretrain")
+    if (done := _finished(out, "pretrain")) is None:
+        generator, done = pretrain_generator(
+            logs, tables, generator_config, config.pretrain, seed=seed, progress=progress
+        )
+        _save(stage / "generator.pt", generator.state_dict())
+        _finish(out, "pretrain", done)
+    reports["pretrain"] = done
+
+    stage = _stage_dir(out, "reward_model")
+    if (done := _finished(out, "reward_model")) is None:
+        rm, done = train_reward_model(
+            logs, tokenizers, config.reward_model, seed=seed, progress=progress
+        )
+        _save(stage / "reward_model.pt", rm.state_dict())
+        _finish(out, "reward_model", done)
+    reports["reward_model"] = done
+
+    if not config.single_stage:
+        stage = _stage_dir(out, "alignment")
+        if (done := _finished(out, "alignment")) is None:
+            parts = load_parts(out, scenario, platform, config, aligned=False)
+            mechanism = GenerativeMechanism(
+                "ega",
+                scenario,
+                parts,
+                "gsp",
+                beams=config.beams,
+                bidding=config.bidding,
+                ctr_weight=config.ctr_weight,
+            )
+            done = align(mechanism, logs, config.alignment, seed=seed, progress=progress)
+            _save(stage / "generator.pt", parts.generator.state_dict())
+            _finish(out, "alignment", done)
+        reports["alignment"] = done
+
+    record = {
+        "format_version": CHECKPOINT_FORMAT,
+        "kind": "generative",
+        "scenario": scenario.name,
+        "config": config.to_dict(),
+        "stages": reports,
+        **provenance(),
+    }
+    write_text_atomic(out / "checkpoint.json", json.dumps(record, indent=2) + "\n")
+    return reports
+
+
+def load_parts(
+    out: Path, scenario, platform, config: EGAConfig, *, aligned: bool
+) -> GenerativeParts:
+    """Assemble the trained parts; `aligned` picks the generator after alignment."""
+    out = Path(out)
+    tokenizer_report = _finished(out, "tokenizers")
+    if (
+        tokenizer_report is None
+        or _finished(out, "pretrain") is None
+        or _finished(out, "reward_model") is None
+    ):
+        raise ValueError(f"checkpoint: {out} has unfinished stages; rerun `ega-sim train`")
+    tokenizers = _load_tokenizers(_stage_dir(out, "tokenizers"), tokenizer_report)
+    tables = item_tables(platform, tokenizers)
+    generator = Generator(_generator_config(config, tables, scenario))
+    which = "alignment" if aligned and not config.single_stage else "pretrain"
+    if which == "alignment" and _finished(out, "alignment") is None:
+        raise ValueError(
+            f"checkpoint: {out} has no finished alignment stage; rerun `ega-sim train`"
+        )
+    generator.load_state_dict(_load(_stage_dir(out, which) / "generator.pt"))
+    generator.eval()
+    rm = PermutationAwareRM.for_market(config.reward_model, platform, tokenizers)
+    rm.load_state_dict(_load(_stage_dir(out, "reward_model") / "reward_model.pt"))
+    rm.eval()
+    return GenerativeParts(platform, tokenizers, tables, generator, rm)
+
+
+def load_generative_mechanism(
+    directory, scenario, allocator_name: str, payment: str, platform, *, beams: int | None = None
+) -> GenerativeMechanism:
+    """`ega/...` or `gr/...` from a checkpoint folder made by `ega-sim train`."""
+    directory = Path(directory)
+    record_path = directory / "checkpoint.json"
+    if not record_path.is_file():
+        raise ValueError(
+            f"checkpoint: {record_path} is missing; train one with `ega-sim train "
+            f"--scenario {scenario.name} --mechanism {allocator_name}/{payment} --out DIR`"
+        )
+    record = json.loads(record_path.read_text())
+    if record.get("kind") != "generative" or record.get("format_version") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint: {record_path} is not a generative checkpoint of format "
+            f"{CHECKPOINT_FORMAT} (kind {record.get('kind')!r})"
+        )
+    if record.get("scenario") != scenario.name:
+        raise ValueError(
+            f"checkpoint: {directory} was trained on scenario "
+            f"{record.get('scenario')!r}, not {scenario.name!r}"
+        )
+    config = EGAConfig.from_dict(record["config"])
+    parts = load_parts(directory, scenario, platform, config, aligned=allocator_name == "ega")
+    config = dataclasses.replace(config, beams=beams or config.beams)
+    return GenerativeMechanism(
+        allocator_name,
+        scenario,
+        parts,
+        payment,
+        beams=config.beams,
+        bidding=config.bidding,
+        ctr_weight=config.ctr_weight,
+    )
