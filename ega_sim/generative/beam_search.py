@@ -115,7 +115,7 @@ def beam_search(
         tables.poi_features[tables.user_history[user]],
         tables.user_features[user],
     )
-    state, cache = generator.start_cache(per_beam(memory))
+    state, cache = generator.start_cache(memory, beams)
     heads = generator.poi_heads
     own_code = level_lookup(heads.code_embedding, candidates.poi_codes)  # [B, I, Lp, d]
     code_bias = heads.code_bias(candidates.poi_codes)  # [B, I, Lp]

@@ -73,12 +73,34 @@ class CausalSelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
+    """Attention from the decoded items to the encoded history. The history's keys and values
+    are projected once per request and shared by its beams (rows b * beams ... b * beams + S-1)
+    through broadcasting, never copied per beam."""
+
     def __init__(self, d_model: int, heads: int):
         super().__init__()
-        self.attention = nn.MultiheadAttention(d_model, heads, batch_first=True)
+        self.heads = heads
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        return self.attention(x, memory, memory, need_weights=False)[0]
+    def memory_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [B, T, d] -> keys and values [B, heads, T, d / heads]."""
+        b, t, d = memory.shape
+        k, v = self.key_value(memory).view(b, t, 2, self.heads, d // self.heads).unbind(2)
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, key_value: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """x [B * S, L, d] for S beams per request -> [B * S, L, d]."""
+        k, v = key_value  # [B, h, T, dh]
+        batch, heads, _, head_dim = k.shape
+        rows, length, d = x.shape
+        q = self.query(x).view(batch, rows // batch, length, heads, head_dim)
+        weights = torch.einsum("bslhd,bhtd->bslht", q, k) / math.sqrt(head_dim)
+        y = torch.einsum("bslht,bhtd->bslhd", weights.softmax(dim=-1), v)
+        return self.out(y.reshape(rows, length, d))
 
 
 class DecoderBlock(nn.Module):
@@ -93,26 +115,25 @@ class DecoderBlock(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
 
-    def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, cache: dict | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory_kv: tuple, cache: dict | None = None) -> torch.Tensor:
         x = x + self.self_attention(self.norm1(x), cache)
-        x = x + self.cross_attention(self.norm2(x), memory)
+        x = x + self.cross_attention(self.norm2(x), memory_kv)
         return x + self.mlp(self.norm3(x))
 
 
 @dataclass
 class DecoderCache:
-    """Per-layer keys and values of the decoded prefix, plus the encoded history."""
+    """Per-layer keys and values of the decoded prefix (per row) and of the encoded history
+    (per request, shared by the request's rows)."""
 
-    memory: torch.Tensor  # [B, H + 1, d]
+    memory_kv: list[tuple[torch.Tensor, torch.Tensor]]
     layers: list[dict]
     position: int = 0
 
     def reorder(self, index: torch.Tensor) -> DecoderCache:
-        """Keep rows `index` (beam search picks parents)."""
+        """Keep rows `index` (beam search picks parents; rows stay within their request)."""
         layers = [{k: v[index] for k, v in layer.items()} for layer in self.layers]
-        return DecoderCache(self.memory[index], layers, self.position)
+        return DecoderCache(self.memory_kv, layers, self.position)
 
 
 def level_lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -209,19 +230,25 @@ class Generator(nn.Module):
         x = torch.cat([self.start.expand(items.shape[0], 1, -1), items], dim=1)
         x = x + self.position[: x.shape[1]]
         for block in self.decoder:
-            x = block(x, memory)
+            x = block(x, block.cross_attention.memory_key_value(memory))
         return self.final_norm(x)
 
-    def start_cache(self, memory: torch.Tensor) -> tuple[torch.Tensor, DecoderCache]:
-        """The first decoding state [B, d] and the cache after the start token."""
-        cache = DecoderCache(memory, [{} for _ in self.decoder])
-        return self.step(self.start.expand(memory.shape[0], -1), cache)
+    def start_cache(
+        self, memory: torch.Tensor, beams: int = 1
+    ) -> tuple[torch.Tensor, DecoderCache]:
+        """The first decoding state [B * beams, d] and the cache after the start token; memory
+        [B, T, d] is per request, rows are request-major (b * beams + s)."""
+        memory_kv = [block.cross_attention.memory_key_value(memory) for block in self.decoder]
+        cache = DecoderCache(memory_kv, [{} for _ in self.decoder])
+        return self.step(self.start.expand(memory.shape[0] * beams, -1), cache)
 
     def step(self, token: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
-        """Append one item token [B, d]; returns the new state [B, d] (cache updated)."""
+        """Append one item token [rows, d]; returns the new state [rows, d] (cache updated)."""
         x = (token + self.position[cache.position]).unsqueeze(1)
-        for block, layer_cache in zip(self.decoder, cache.layers, strict=True):
-            x = block(x, cache.memory, layer_cache)
+        for block, layer_cache, memory_kv in zip(
+            self.decoder, cache.layers, cache.memory_kv, strict=True
+        ):
+            x = block(x, memory_kv, layer_cache)
         cache.position += 1
         return self.final_norm(x[:, 0]), cache
 
