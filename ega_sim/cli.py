@@ -190,6 +190,12 @@ def _add_train(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="ega/gr: a TOML file of EGAConfig keys (ablations: mtp = false, single_stage = "
+        'true, [bidding] code_bid = "mean", alpha, beta; model sizes; beams)',
+    )
     parser.set_defaults(handler=_run_train)
 
 
@@ -215,6 +221,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         epochs=args.epochs,
         progress=sys.stderr.isatty(),
+        config_path=args.config,
     )
     print(report)
     return 0

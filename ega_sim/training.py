@@ -13,12 +13,22 @@ from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, trai
 
 
 def _train_generative(
-    scenario, logs, out: Path, *, seed: int, epochs: int | None, progress: bool
+    scenario,
+    logs,
+    out: Path,
+    *,
+    seed: int,
+    epochs: int | None,
+    progress: bool,
+    config_path: str | Path | None = None,
 ) -> str:
+    from ega_sim.config.reader import read_toml
     from ega_sim.generative.pretrain import PretrainConfig
     from ega_sim.generative.train import EGAConfig, train_ega
 
     config = EGAConfig()
+    if config_path is not None:
+        config = EGAConfig.from_dict(read_toml(Path(config_path)), str(config_path))
     if epochs is not None:
         config = dataclasses.replace(config, pretrain=PretrainConfig(epochs=epochs))
     reports = train_ega(scenario, logs, out, config, seed=seed, progress=progress)
@@ -43,8 +53,10 @@ def train_mechanism(
     seed: int = 0,
     epochs: int | None = None,
     progress: bool = False,
+    config_path: str | Path | None = None,
 ) -> str:
-    """Train and write a checkpoint folder; returns a one-paragraph report."""
+    """Train and write a checkpoint folder; returns a one-paragraph report. `config_path`: a
+    TOML file of EGAConfig keys for ega/gr."""
     allocator = mechanism.split("/")[0]
     if not isinstance(scenario, FeedMarketConfig) or allocator not in ("cascade", "ega", "gr"):
         raise ValueError(
@@ -57,7 +69,15 @@ def train_mechanism(
             simulate_logs(scenario, log_requests, logs, seed=seed, progress=progress)
     data = read_logs(logs, scenario)
     if allocator in ("ega", "gr"):
-        return _train_generative(scenario, data, out, seed=seed, epochs=epochs, progress=progress)
+        return _train_generative(
+            scenario,
+            data,
+            out,
+            seed=seed,
+            epochs=epochs,
+            progress=progress,
+            config_path=config_path,
+        )
     config = (
         PCTRTrainConfig()
         if epochs is None

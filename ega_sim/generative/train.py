@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.config.errors import ConfigError
 from ega_sim.generative.alignment import AlignmentConfig, align
 from ega_sim.generative.allocator import GenerativeMechanism, GenerativeParts
 from ega_sim.generative.generator import Generator, GeneratorConfig
@@ -65,15 +66,42 @@ class EGAConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, record: dict) -> EGAConfig:
+    def from_dict(cls, record: dict, source: str = "<dict>") -> EGAConfig:
+        """Build from a (TOML) mapping; unknown keys and bad values are ConfigErrors."""
         nested = {
             "pretrain": PretrainConfig,
             "reward_model": RewardModelConfig,
             "alignment": AlignmentConfig,
             "bidding": BiddingConfig,
         }
-        values = {k: (nested[k](**v) if k in nested else v) for k, v in record.items()}
-        return cls(**values)
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in record.items():
+            if key not in known:
+                raise ConfigError(
+                    source, key, f"a known key ({', '.join(sorted(known))})", "unknown key"
+                )
+            if key in nested:
+                if not isinstance(value, dict):
+                    raise ConfigError(source, key, "a table", value)
+                inner_known = {f.name for f in dataclasses.fields(nested[key])}
+                for inner in value:
+                    if inner not in inner_known:
+                        raise ConfigError(
+                            source,
+                            f"{key}.{inner}",
+                            f"a known key ({', '.join(sorted(inner_known))})",
+                            "unknown key",
+                        )
+                try:
+                    value = nested[key](**value)
+                except (TypeError, ValueError) as error:
+                    raise ConfigError(source, key, "valid settings", str(error)) from None
+            values[key] = value
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(source, "<root>", "valid settings", str(error)) from None
 
 
 def _save(path: Path, tensors: dict) -> None:
