@@ -36,6 +36,13 @@ DEFAULT_BIDDING = BiddingConfig()
 
 
 @dataclass(frozen=True)
+class GeneratedAllocation(FeedAllocation):
+    """A generated list, with what the payment network reads of each slot."""
+
+    slot_log_z: torch.Tensor  # [B, K] log allocation probability of the item at its step
+
+
+@dataclass(frozen=True)
 class GenerativeParts:
     """Everything a generative allocator loads from its checkpoint."""
 
@@ -152,11 +159,12 @@ class GenerativeMechanism:
         rows = torch.arange(len(best), device=best.device)
         items, creative = lists.items[rows, best], lists.creative[rows, best]  # [B, K]
         ctr, shown = p_poi[rows, best], is_ad[rows, best]
-        allocation = FeedAllocation(
+        allocation = GeneratedAllocation(
             slot_bidder=torch.where(shown, items, -1),
-            slot_ctr_model=torch.where(shown, ctr, 0.0),
+            slot_ctr_model=torch.where(shown, ctr, 0.0),  # the RM's pCTR of each ad
             slot_item=items,
             slot_creative=creative,
+            slot_log_z=lists.item_log_z[rows, best].to(ctr.dtype),
         )
         price = bids.gather(1, items.clamp(max=n_ads - 1))
         if self.payment == "gsp":
