@@ -235,3 +235,57 @@ def run_logs_bench(
             flush=True,
         )
     return record
+
+
+def run_generative_bench(
+    *,
+    checkpoint: str,
+    scenario_name: str = "feed_small",
+    requests: int = 512,
+    beams: tuple[int, ...] = (16, 64),
+    threads: int = 1,
+    as_json: bool = False,
+) -> list[dict]:
+    """Requests per second of the `ega/gsp` mechanism (beam search, RM selection, GSP) with
+    each beam count, without regret, from a checkpoint of `ega-sim train --mechanism ega/gsp`."""
+    from ega_sim.config.scenario import load_scenario
+    from ega_sim.generative.train import load_generative_mechanism
+    from ega_sim.world.feed_market import generate_market
+    from ega_sim.world.market_world import FeedMarketWorld
+
+    torch.set_num_threads(threads)
+    scenario = load_scenario(scenario_name)
+    platform = generate_market(scenario).observed()
+    world = FeedMarketWorld(scenario)
+    batch = world.sample_requests(requests, make_generator(0, "bench"))
+    records = []
+    for count in beams:
+        mechanism = load_generative_mechanism(
+            checkpoint, scenario, "ega", "gsp", platform, beams=count
+        )
+        mechanism.run(batch.slice(0, 16), batch.slice(0, 16).value_per_click)  # warm-up
+        started = time.perf_counter()
+        for start in range(0, requests, 256):
+            chunk = batch.slice(start, start + 256)
+            mechanism.run(chunk, chunk.value_per_click)
+        seconds = time.perf_counter() - started
+        record = {
+            "benchmark": "ega/gsp run",
+            "beams": count,
+            "scenario": scenario.name,
+            "requests": requests,
+            "seconds": seconds,
+            "per_second": requests / seconds,
+            "threads": threads,
+        }
+        records.append(record)
+        if as_json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(
+                f"{'ega/gsp run, ' + str(count) + ' beams':<34} {scenario.name:<12} "
+                f"{requests:>9,} requests  {seconds:8.2f} s {requests / seconds:>11,.1f} "
+                f"requests/s  ({threads} thread(s), cpu)",
+                flush=True,
+            )
+    return records

@@ -33,6 +33,7 @@ BENCH_EXAMPLES = """examples:
   ega-sim bench --suite position --requests 1000000 --threads 2
   ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
   ega-sim bench --suite logs             # simulate-logs, 100,000 requests of feed_medium
+  ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp with 16 and 64 beams
 """
 
 
@@ -234,20 +235,23 @@ def _add_bench(subparsers) -> None:
         description="Suites: 'position' (auctions/s of cascade/gsp, cascade/vcg and "
         "myerson/threshold on a position auction, with and without exact regret), 'feed' "
         "(requests/s of evaluating the learned cascade/gsp on feed_small, without regret and "
-        "with grid regret), 'logs' (wall time and peak memory of simulate-logs on feed_medium). "
+        "with grid regret), 'logs' (wall time and peak memory of simulate-logs on feed_medium), "
+        "'ega' (requests/s of ega/gsp with 16 and 64 beams, from --checkpoint). "
         "Prints one line per measurement.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--suite",
-        choices=("position", "feed", "logs", "default", "all"),
+        choices=("position", "feed", "logs", "ega", "default", "all"),
         default="default",
         help="default: position and feed; all adds logs",
     )
     parser.add_argument("--requests", type=int, default=100_000, help="position suite requests")
     parser.add_argument("--feed-requests", type=int, default=20_000, help="feed suite requests")
-    parser.add_argument("--checkpoint", default=None, help="feed suite: a cascade checkpoint")
+    parser.add_argument(
+        "--checkpoint", default=None, help="feed: a cascade checkpoint; ega: an ega checkpoint"
+    )
     parser.add_argument("--bidders", type=int, default=10)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -280,6 +284,14 @@ def _run_bench(args: argparse.Namespace) -> int:
         )
     if args.suite in ("logs", "all"):
         run_logs_bench(as_json=args.json)
+    if args.suite == "ega":
+        if args.checkpoint is None:
+            raise ValueError(
+                "bench --suite ega: expected --checkpoint DIR of `ega-sim train --mechanism ega/gsp`"
+            )
+        from ega_sim.bench import run_generative_bench
+
+        run_generative_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
     return 0
 
 
