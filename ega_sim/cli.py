@@ -287,7 +287,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.suite == "ega":
         if args.checkpoint is None:
             raise ValueError(
-                "bench --suite ega: expected --checkpoint DIR of `ega-sim train --mechanism ega/gsp`"
+                "bench --suite ega: expected --checkpoint DIR "
+                "(made by `ega-sim train --mechanism ega/gsp`)"
             )
         from ega_sim.bench import run_generative_bench
 
