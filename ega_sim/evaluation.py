@@ -92,6 +92,8 @@ def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
 
 
 def _ratio(numerator: float, denominator: float) -> float:
+    if math.isnan(numerator) or math.isnan(denominator):
+        return math.nan
     return numerator / denominator if denominator > 0 else (0.0 if numerator == 0 else math.inf)
 
 
@@ -160,6 +162,8 @@ def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, to
         series["utility_pairs"] = measured.utility
         if market and hasattr(mechanism, "ad_auction"):
             regret_model, utility_model = model_regret(spec, mechanism, batch, bids, context)
+        elif market:  # no model-side regret for this mechanism (yet): NaN, not the truth's
+            regret_model = utility_model = torch.full_like(regret, math.nan)
         else:  # a position auction's mechanism knows the true click model
             regret_model, utility_model = regret, measured.utility
         series["regret_model"] = regret_model.mean(1)
