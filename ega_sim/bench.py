@@ -129,6 +129,7 @@ def run_feed_bench(
     from ega_sim.training import train_mechanism
 
     torch.set_num_threads(threads)
+    resolve_device(device)  # fail before training when the device is missing
     scenario = load_scenario(scenario_name)
     records = []
 

@@ -264,6 +264,12 @@ def _add_bench(subparsers) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from ega_sim.bench import run_feed_bench, run_logs_bench, run_position_auction_bench
 
+    for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots"):
+        if getattr(args, key) < 1:
+            raise ValueError(
+                f"--{key.replace('_', '-')}: expected an integer >= 1, got {getattr(args, key)}"
+            )
+
     if args.suite in ("position", "default", "all"):
         run_position_auction_bench(
             requests=args.requests,
@@ -320,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, OSError) as error:
         print(f"ega-sim {args.command}: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly

@@ -215,6 +215,8 @@ def evaluate(
     utility, utility_se = _mean_and_se(joined["utility"])
     clicks, clicks_se = _mean_and_se(joined["clicks"])
     ads = float(joined["ads"].sum())
+    # A feed list fills every slot; a position auction shows only its ads.
+    shown_items = requests * scenario.n_slots if isinstance(scenario, FeedMarketConfig) else ads
     if spec.method == "none":
         regret_mean = regret_se = regret_max = psi = regret_model = psi_model = math.nan
         psi_per_ad = math.nan
@@ -245,10 +247,10 @@ def evaluate(
         clicks_per_request=clicks,
         clicks_per_request_se=clicks_se,
         ads_per_request=ads / requests,
-        ad_load=ads / (requests * scenario.n_slots),
+        ad_load=_ratio(ads, shown_items),
         ctr_poi=_ratio(float(joined["clicks"].sum()), ads),
         ctr_img=_ratio(float(joined["img_clicks"].sum()), ads),
-        feed_ctr_poi=float(joined["feed_clicks"].mean()) / scenario.n_slots,
+        feed_ctr_poi=_ratio(float(joined["feed_clicks"].sum()), shown_items),
         gmv_per_request=float(joined["gmv"].mean()),
         regret_mean=regret_mean,
         regret_mean_se=regret_se,

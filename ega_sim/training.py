@@ -67,7 +67,15 @@ def train_mechanism(
         logs = out / "logs"
         if not (Path(logs) / "meta.json").is_file():  # a rerun resumes on the same logs
             simulate_logs(scenario, log_requests, logs, seed=seed, progress=progress)
-    data = read_logs(logs, scenario)
+        data = read_logs(logs, scenario)
+        if (data.meta.get("seed"), data.meta.get("requests")) != (seed, log_requests):
+            raise ValueError(
+                f"train: {logs} holds logs of seed {data.meta.get('seed')} with "
+                f"{data.meta.get('requests')} requests, not seed {seed} with {log_requests}: "
+                "pass them with --logs, or use a new --out"
+            )
+    else:
+        data = read_logs(logs, scenario)
     if allocator in ("ega", "gr"):
         return _train_generative(
             scenario,

@@ -250,3 +250,17 @@ def test_feed_market_commands_end_to_end(tmp_path, capsys):
         == 2
     )
     assert "learns nothing" in capsys.readouterr().err
+
+
+def test_file_system_and_argument_errors_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert (
+        main(
+            ["simulate-logs", "--scenario", "feed_small", "--requests", "10", "--out", str(blocker)]
+        )
+        == 2
+    )
+    assert "error:" in capsys.readouterr().err
+    assert main(["bench", "--suite", "position", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err

@@ -95,7 +95,7 @@ def test_missing_and_malformed_files(write_scenario, tmp_path):
         load_scenario("no_such_scenario")
     with pytest.raises(ConfigError, match="no such file"):
         load_scenario(tmp_path / "missing.toml")
-    assert "valid TOML" in _error_for(write_scenario, "n_bidders = = 3")
+    assert "valid UTF-8 TOML" in _error_for(write_scenario, "n_bidders = = 3")
 
 
 def test_unknown_mechanism_lists_the_known_ones():
@@ -121,3 +121,39 @@ def test_bad_bids_and_arguments_in_the_api():
         ega_sim.evaluate("cascade/gsp", "textbook", requests=10, misreport="random")
     with pytest.raises(ValueError, match="seed"):
         ega_sim.evaluate("cascade/gsp", "textbook", requests=10, seed=-1)
+
+
+def test_non_utf8_scenario_names_the_file(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"binary\.toml.*UTF-8"):
+        load_scenario(path)
+
+
+def test_exact_regret_does_not_depend_on_the_value_scale():
+    # Scaling every value by s scales utilities and regret by s: the exact search must find
+    # the same regret / s at any scale (an absolute nudge above thresholds used to skip
+    # intervals below about 1e-9). Theory for this scenario: a^2 / 12 = 0.03.
+    from ega_sim.metrics.outcomes import measure_outcome
+    from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
+    from ega_sim.seeding import make_generator
+    from ega_sim.world.position_auction import AuctionRequests, PositionAuctionWorld
+
+    scenario = load_scenario("three_bidders_two_slots")
+    world = PositionAuctionWorld(scenario)
+    base = world.sample_requests(2000, make_generator(0, "scale"))
+    results = []
+    for scale in (1.0, 1e-9, 1e-12):
+        requests = AuctionRequests(base.value_per_click * scale, base.quality)
+        bids = requests.value_per_click
+        for name in ("cascade/gsp", "cascade/first"):
+            mechanism = ega_sim.make_mechanism(name, scenario)
+            outcome = mechanism.run(requests, bids)
+            clicks = world.expected_clicks(requests, outcome.allocation)
+            utility = measure_outcome(requests, bids, outcome, clicks).utility
+            regret = ex_post_regret(
+                MisreportSpec("exact"), mechanism, world, requests, bids, utility
+            )
+            results.append(float(regret.mean()) / scale)
+    assert results[0::2] == pytest.approx([results[0]] * 3, rel=1e-6)
+    assert results[1::2] == pytest.approx([results[1]] * 3, rel=1e-6)

@@ -106,3 +106,19 @@ def test_requests_hold_nearby_candidates(write_scenario):
         dim=-1
     )
     assert float(chosen.mean()) < float(everyone.mean())
+
+
+def test_lists_always_fill_with_organic_items(write_scenario):
+    # Ad positions left empty are filled with organic items, so M >= K is required.
+    with pytest.raises(ConfigError, match="at least slots"):
+        load_scenario(write_scenario(FEED.replace("organic_items = 10", "organic_items = 5")))
+    with pytest.raises(ConfigError, match=r"'market\.history_length'"):
+        load_scenario(
+            write_scenario(FEED.replace("n_users = 50", "n_users = 50\nhistory_length = 70"))
+        )
+    with pytest.raises(ConfigError, match=r"'click_model\.similarity_threshold'"):
+        load_scenario(
+            write_scenario(
+                FEED.replace("[requests]", "[click_model]\nsimilarity_threshold = 1.0\n[requests]")
+            )
+        )

@@ -120,13 +120,14 @@ _RANGES = {
     "organic_items": (0, None, False),
     "slots": (1, None, False),
     "retrieval": (1, None, False),
-    "neighborhood": (0.0, None, True),
+    "neighborhood": (1e-4, None, False),
+    "mean_log": (-20.0, 20.0, False),
     "spread": (0.0, None, False),
     "shock_sigma": (0.0, None, False),
     "position_decay": (0.0, 1.0, True),
     "stop_after_click": (0.0, 1.0, False),
     "similarity_penalty": (0.0, None, False),
-    "similarity_threshold": (-1.0, 1.0, False),
+    "similarity_threshold": (-1.0, 0.99, False),
     "ad_density_penalty": (0.0, None, False),
     "order_value": (0.0, None, False),
     "latent_noise": (0.0, None, False),
@@ -192,11 +193,16 @@ class FeedMarketConfig:
             raise fail(
                 "requests.ad_positions", f"positions within 1..slots ({req.slots})", list(positions)
             )
-        if req.slots - len(positions) > req.organic_items:
+        if req.organic_items < req.slots:
             raise fail(
                 "requests.organic_items",
-                f"enough organic items to fill the {req.slots - len(positions)} organic slots",
+                f"at least slots ({req.slots}) organic items: ad positions left empty "
+                "(reserve, eCPM floor, retrieval) are filled with organic items",
                 req.organic_items,
+            )
+        if market.history_length > market.n_pois:
+            raise fail(
+                "market.history_length", f"at most n_pois ({market.n_pois})", market.history_length
             )
         if req.retrieval > req.candidate_ads:
             raise fail(

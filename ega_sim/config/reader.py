@@ -23,8 +23,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(str(path), "<file>", "an existing TOML file", has_got=False) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(str(path), "<file>", "valid TOML", str(error)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), "<file>", "valid UTF-8 TOML", str(error)) from None
 
 
 def _describe(value: Any) -> str:

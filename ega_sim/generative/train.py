@@ -280,7 +280,12 @@ def load_generative_mechanism(
             f"checkpoint: {record_path} is missing; train one with `ega-sim train "
             f"--scenario {scenario.name} --mechanism {allocator_name}/{payment} --out DIR`"
         )
-    record = json.loads(record_path.read_text())
+    try:
+        record = json.loads(record_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"checkpoint: {record_path} is not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"checkpoint: {record_path} is not a JSON object")
     if record.get("kind") != "generative" or record.get("format_version") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint: {record_path} is not a generative checkpoint of format "

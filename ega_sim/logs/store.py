@@ -140,6 +140,8 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as error:
         raise LogError(f"{meta_path}: not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise LogError(f"{meta_path}: expected a JSON object with a 'files' object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise LogError(
             f"{meta_path}: format_version {meta.get('format_version')!r}, this "
@@ -163,7 +165,10 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
         from ega_sim.config.scenario import load_scenario
 
         scenario = load_scenario(meta["scenario_source"])
-    observed = ObservedMarket(
-        config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()}
-    )
+    try:
+        observed = ObservedMarket(
+            config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()}
+        )
+    except TypeError as error:
+        raise LogError(f"{directory / 'platform.npz'}: not the platform tables ({error})") from None
     return Logs({k: torch.from_numpy(v) for k, v in exposures.items()}, observed, meta)

@@ -62,7 +62,13 @@ def candidate_misreports(
             raise ValueError(
                 "misreport 'exact' needs a rank-based allocator: use 'dense' or 'grid'"
             )
-        above = thresholds + EXACT_NUDGE * thresholds.abs().clamp(min=1.0)
+        # Just above each threshold, relative to its size (an absolute step would skip whole
+        # intervals at small value scales); a threshold of 0 moves to the next float.
+        above = torch.where(
+            thresholds > 0,
+            thresholds * (1 + EXACT_NUDGE),
+            torch.nextafter(thresholds, thresholds.new_tensor(torch.inf)),
+        )
         return torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 

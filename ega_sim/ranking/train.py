@@ -192,6 +192,8 @@ def load_cascade_checkpoint(
         record = json.loads(record_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"checkpoint: {record_path} is not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"checkpoint: {record_path} is not a JSON object")
     if record.get("kind") != "cascade" or record.get("format_version") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint: {record_path} is not a cascade checkpoint of format "
@@ -202,7 +204,12 @@ def load_cascade_checkpoint(
             f"checkpoint: {directory} was trained on scenario "
             f"{record.get('scenario')!r}, not {scenario_name!r}"
         )
-    model = PositionAwarePCTR(PCTRConfig(**record["pctr"]))
+    try:
+        model = PositionAwarePCTR(PCTRConfig(**record["pctr"]))
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"checkpoint: {record_path} has no valid 'pctr' settings ({error})"
+        ) from None
     try:
         state = torch.load(directory / "pctr.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)

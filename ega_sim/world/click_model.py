@@ -57,7 +57,7 @@ def resolve_list(
     ad_slot = slot_item.clamp(max=n_ads - 1)
     organic_slot = (slot_item - n_ads).clamp(min=0)
     advertiser = requests.ad_advertiser.gather(1, ad_slot)  # [B, K] (junk where organic)
-    organic_poi = requests.organic_poi.gather(1, organic_slot) if requests.n_organic else advertiser
+    organic_poi = requests.organic_poi.gather(1, organic_slot)  # M >= K, checked by the config
     poi = torch.where(is_ad, market.advertiser_poi[advertiser], organic_poi)
     creative_appeal = market.creative_appeal[advertiser, slot_creative.clamp(min=0)]
     appeal = torch.where(is_ad, creative_appeal, market.poi_thumbnail_appeal[poi])
