@@ -63,12 +63,13 @@ def candidate_misreports(
                 "misreport 'exact' needs a rank-based allocator: use 'dense' or 'grid'"
             )
         # Just above each threshold, relative to its size (an absolute step would skip whole
-        # intervals at small value scales); a threshold of 0 moves to the next float.
-        above = torch.where(
-            thresholds > 0,
-            thresholds * (1 + EXACT_NUDGE),
-            torch.nextafter(thresholds, thresholds.new_tensor(torch.inf)),
+        # intervals at small value scales); above a threshold of 0, by a step relative to the
+        # request's largest value (a bare next float can vanish in q x bid).
+        scale = values.amax(dim=1, keepdim=True).unsqueeze(2)  # [B, 1, 1]
+        floor_step = torch.where(
+            scale > 0, EXACT_NUDGE * scale, torch.nextafter(scale, scale.new_tensor(torch.inf))
         )
+        above = torch.where(thresholds > 0, thresholds * (1 + EXACT_NUDGE), floor_step)
         return torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 
