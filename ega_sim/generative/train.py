@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.checkpoints import read_checkpoint_record
 from ega_sim.config.errors import ConfigError
 from ega_sim.generative.alignment import AlignmentConfig, align
 from ega_sim.generative.allocator import GenerativeMechanism, GenerativeParts
@@ -274,28 +275,13 @@ def load_generative_mechanism(
 ) -> GenerativeMechanism:
     """`ega/...` or `gr/...` from a checkpoint folder made by `ega-sim train`."""
     directory = Path(directory)
-    record_path = directory / "checkpoint.json"
-    if not record_path.is_file():
-        raise ValueError(
-            f"checkpoint: {record_path} is missing; train one with `ega-sim train "
-            f"--scenario {scenario.name} --mechanism {allocator_name}/{payment} --out DIR`"
-        )
-    try:
-        record = json.loads(record_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint: {record_path} is not valid JSON ({error})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"checkpoint: {record_path} is not a JSON object")
-    if record.get("kind") != "generative" or record.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"checkpoint: {record_path} is not a generative checkpoint of format "
-            f"{CHECKPOINT_FORMAT} (kind {record.get('kind')!r})"
-        )
-    if record.get("scenario") != scenario.name:
-        raise ValueError(
-            f"checkpoint: {directory} was trained on scenario "
-            f"{record.get('scenario')!r}, not {scenario.name!r}"
-        )
+    record = read_checkpoint_record(
+        directory,
+        kind="generative",
+        format_version=CHECKPOINT_FORMAT,
+        scenario_name=scenario.name,
+        mechanism=f"{allocator_name}/{payment}",
+    )
     config = EGAConfig.from_dict(record["config"])
     parts = load_parts(directory, scenario, platform, config, aligned=allocator_name == "ega")
     config = dataclasses.replace(config, beams=beams or config.beams)

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.checkpoints import read_checkpoint_record
 from ega_sim.logs.store import Logs
 from ega_sim.provenance import provenance
 from ega_sim.ranking.features import (
@@ -182,28 +183,14 @@ def load_cascade_checkpoint(
 ) -> tuple[PositionAwarePCTR, dict]:
     """Load a cascade checkpoint for a scenario; clear errors for a wrong or broken folder."""
     directory = Path(directory)
+    record = read_checkpoint_record(
+        directory,
+        kind="cascade",
+        format_version=CHECKPOINT_FORMAT,
+        scenario_name=scenario_name,
+        mechanism="cascade/gsp",
+    )
     record_path = directory / "checkpoint.json"
-    if not record_path.is_file():
-        raise ValueError(
-            f"checkpoint: {record_path} is missing; train one with "
-            f"`ega-sim train --scenario {scenario_name} --mechanism cascade/gsp --out DIR`"
-        )
-    try:
-        record = json.loads(record_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"checkpoint: {record_path} is not valid JSON ({error})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"checkpoint: {record_path} is not a JSON object")
-    if record.get("kind") != "cascade" or record.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"checkpoint: {record_path} is not a cascade checkpoint of format "
-            f"{CHECKPOINT_FORMAT} (kind {record.get('kind')!r})"
-        )
-    if record.get("scenario") != scenario_name:
-        raise ValueError(
-            f"checkpoint: {directory} was trained on scenario "
-            f"{record.get('scenario')!r}, not {scenario_name!r}"
-        )
     try:
         model = PositionAwarePCTR(PCTRConfig(**record["pctr"]))
     except (KeyError, TypeError) as error:
