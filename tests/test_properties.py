@@ -17,7 +17,11 @@ from ega_sim.world.distributions import Uniform
 from ega_sim.world.position_auction import AuctionRequests, PositionAuctionWorld
 from tests.conftest import position_auction
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 150 examples on every run, so CI is reproducible (the examples
+# still come from hypothesis's search, seeded from each test's name).
+SETTINGS = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
