@@ -117,7 +117,7 @@ def _check_feed_list(mechanism, world, batch, outcome) -> None:
     if bool(((organic_rank >= 0) & (organic_rank < running)).any()):
         raise _fail(mechanism, "organic items are out of their fixed order")
     advertiser = batch.ad_advertiser.gather(1, item.clamp(max=n_ads - 1))
-    count = world.market.creative_count[advertiser]
+    count = world.market.platform.creative_count[advertiser]
     creative = allocation.slot_creative
     if bool((is_ad & ((creative < 0) | (creative >= count))).any()):
         raise _fail(mechanism, "an ad is shown with a creative it does not have")

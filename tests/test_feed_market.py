@@ -78,12 +78,13 @@ def test_market_generation_is_deterministic_and_plausible(write_scenario):
     generate_market.cache_clear()
     second = generate_market(scenario)
     assert first is not second
-    for name, value in vars(first).items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(value, getattr(second, name)), name
-    assert first.user_history.shape == (50, scenario.market.history_length)
+    for part, other in ((first, second), (first.platform, second.platform)):
+        for name, value in vars(part).items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, getattr(other, name)), name
+    assert first.platform.user_history.shape == (50, scenario.market.history_length)
     assert torch.allclose(first.poi_latent.norm(dim=1), torch.ones(60, dtype=torch.float64))
-    counts = first.creative_count
+    counts = first.platform.creative_count
     assert bool(((counts >= 1) & (counts <= 3)).all())
     assert bool((first.creative_appeal[~first.observed().creative_valid] == 0).all())
 
@@ -98,13 +99,14 @@ def test_requests_hold_nearby_candidates(write_scenario):
     assert not bool(market.observed().is_advertiser[requests.organic_poi].any())
     assert bool((requests.value_per_click > 0).all())
     # Nearby: candidate ads are closer to the user than advertisers at random.
-    user_location = market.user_location[requests.user].unsqueeze(1)
+    user_location = market.platform.user_location[requests.user].unsqueeze(1)
     chosen = (
-        market.poi_location[market.advertiser_poi[requests.ad_advertiser]] - user_location
+        market.platform.poi_location[market.platform.advertiser_poi[requests.ad_advertiser]]
+        - user_location
     ).norm(dim=-1)
-    everyone = (market.poi_location[market.advertiser_poi].unsqueeze(0) - user_location).norm(
-        dim=-1
-    )
+    everyone = (
+        market.platform.poi_location[market.platform.advertiser_poi].unsqueeze(0) - user_location
+    ).norm(dim=-1)
     assert float(chosen.mean()) < float(everyone.mean())
 
 

@@ -54,9 +54,13 @@ def test_simulated_logs_are_consistent(feed_small_logs):
     market = generate_market(scenario)
     assert logs.n_requests == 6_000
     assert torch.equal(x["is_ad"], x["advertiser"] >= 0)
-    assert torch.equal(x["poi"][x["is_ad"]], market.advertiser_poi[x["advertiser"][x["is_ad"]]])
+    assert torch.equal(
+        x["poi"][x["is_ad"]], market.platform.advertiser_poi[x["advertiser"][x["is_ad"]]]
+    )
     assert bool(
-        (x["creative"][x["is_ad"]] < market.creative_count[x["advertiser"][x["is_ad"]]]).all()
+        (
+            x["creative"][x["is_ad"]] < market.platform.creative_count[x["advertiser"][x["is_ad"]]]
+        ).all()
     )
     assert bool((x["order"] <= x["poi_click"]).all())
     assert bool((x["gmv"][x["order"] == 0] == 0).all())

@@ -119,14 +119,14 @@ class OracleCTR:
         )
         feed = FeedList(
             user=requests.user,
-            poi=self.market.advertiser_poi[advertiser_c],
+            poi=self.market.platform.advertiser_poi[advertiser_c],
             is_ad=torch.zeros_like(advertiser_c, dtype=torch.bool),  # each alone: no penalties
             appeal=self.market.creative_appeal[advertiser_c, creative_c.reshape(batch, -1)],
         )
         # Every item scored as if alone at the top: no items above, hence no externalities.
         p_poi = _alone_click_probability(self.click_model, feed)
         q = p_poi.reshape(batch, n_retrieved, n_creatives)
-        valid = self.market.creative_count[advertiser].unsqueeze(2) > torch.arange(
+        valid = self.market.platform.creative_count[advertiser].unsqueeze(2) > torch.arange(
             n_creatives, device=q.device
         )
         return torch.where(valid, q, -torch.inf)

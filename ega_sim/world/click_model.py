@@ -58,7 +58,7 @@ def resolve_list(
     organic_slot = (slot_item - n_ads).clamp(min=0)
     advertiser = requests.ad_advertiser.gather(1, ad_slot)  # [B, K] (junk where organic)
     organic_poi = requests.organic_poi.gather(1, organic_slot)  # M >= K, checked by the config
-    poi = torch.where(is_ad, market.advertiser_poi[advertiser], organic_poi)
+    poi = torch.where(is_ad, market.platform.advertiser_poi[advertiser], organic_poi)
     creative_appeal = market.creative_appeal[advertiser, slot_creative.clamp(min=0)]
     appeal = torch.where(is_ad, creative_appeal, market.poi_thumbnail_appeal[poi])
     return FeedList(requests.user, poi, is_ad, appeal)
@@ -78,7 +78,9 @@ class FeedClickModel:
         c, m = self.config, self.market
         latent = m.poi_latent[feed.poi]  # [B, K, D] unit vectors
         match = (latent * m.user_latent[feed.user].unsqueeze(1)).sum(-1)  # [B, K]
-        distance = (m.poi_location[feed.poi] - m.user_location[feed.user].unsqueeze(1)).norm(dim=-1)
+        distance = (
+            m.platform.poi_location[feed.poi] - m.platform.user_location[feed.user].unsqueeze(1)
+        ).norm(dim=-1)
         penalty = self._externalities(latent, feed.is_ad)
         poi_logit = (
             c.base_logit
@@ -114,7 +116,9 @@ class FeedClickModel:
         conversion_rate = torch.sigmoid(
             conv.base_logit + conv.quality_weight * m.poi_quality[feed.poi]
         )
-        order_value = m.poi_price_level[feed.poi].to(conversion_rate.dtype) * conv.order_value
+        order_value = (
+            m.platform.poi_price_level[feed.poi].to(conversion_rate.dtype) * conv.order_value
+        )
         return conversion_rate, order_value
 
     def expected(self, feed: FeedList) -> ListClicks:

@@ -76,38 +76,29 @@ class ObservedMarket(_TensorFields):
 
 @dataclass(frozen=True)
 class FeedMarket(_TensorFields):
-    """The generated market. P POIs, A advertisers (a subset of the POIs), U users."""
+    """The generated market: the ground truth, and the platform's view of it (`platform`).
+    P POIs, A advertisers (a subset of the POIs), U users."""
 
     config: FeedMarketConfig
-    # POIs, ground truth
-    poi_category: torch.Tensor  # [P] long
-    poi_location: torch.Tensor  # [P, 2] in the unit square
-    poi_price_level: torch.Tensor  # [P] long, 1..4
+    platform: ObservedMarket  # what the platform sees: locations, histories, noisy features
     poi_quality: torch.Tensor  # [P] standard normal
     poi_latent: torch.Tensor  # [P, D] unit vectors (category centroid + spread)
     poi_thumbnail_appeal: torch.Tensor  # [P] appeal of an organic item's own picture
-    # advertisers, ground truth
-    advertiser_poi: torch.Tensor  # [A] long, the POI each advertiser is
     advertiser_value_mean: torch.Tensor  # [A] mean value per click
-    creative_count: torch.Tensor  # [A] long
     creative_style: torch.Tensor  # [A, Cmax, Dc] style vectors (0 for missing creatives)
     creative_appeal: torch.Tensor  # [A, Cmax] standard-normal appeal (0 for missing)
-    # users, ground truth
     user_latent: torch.Tensor  # [U, D] unit interest vectors
-    user_location: torch.Tensor  # [U, 2]
-    user_history: torch.Tensor  # [U, H] long POIs, most recent last
-    # what the platform observes
-    observed_poi_latent: torch.Tensor  # [P, D] latent + noise
-    observed_poi_quality: torch.Tensor  # [P] quality + noise
-    observed_creative_style: torch.Tensor  # [A, Cmax, Dc] style + noise
+
+    def to(self, device: torch.device | str) -> FeedMarket:
+        return dataclasses.replace(super().to(device), platform=self.platform.to(device))
 
     @property
     def n_pois(self) -> int:
-        return self.poi_category.shape[0]
+        return self.poi_quality.shape[0]
 
     @property
     def n_advertisers(self) -> int:
-        return self.advertiser_poi.shape[0]
+        return self.advertiser_value_mean.shape[0]
 
     @property
     def n_users(self) -> int:
@@ -120,23 +111,11 @@ class FeedMarket(_TensorFields):
     @property
     def organic_poi(self) -> torch.Tensor:
         """[P - A] long: POIs that do not advertise."""
-        return torch.nonzero(~self.observed().is_advertiser).squeeze(1)
+        return torch.nonzero(~self.platform.is_advertiser).squeeze(1)
 
     def observed(self) -> ObservedMarket:
         """The platform's view of this market."""
-        return ObservedMarket(
-            config=self.config,
-            poi_category=self.poi_category,
-            poi_location=self.poi_location,
-            poi_price_level=self.poi_price_level,
-            advertiser_poi=self.advertiser_poi,
-            creative_count=self.creative_count,
-            user_location=self.user_location,
-            user_history=self.user_history,
-            observed_poi_latent=self.observed_poi_latent,
-            observed_poi_quality=self.observed_poi_quality,
-            observed_creative_style=self.observed_creative_style,
-        )
+        return self.platform
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -204,25 +183,29 @@ def generate_market(config: FeedMarketConfig) -> FeedMarket:
     history = _generate_histories(
         config, user_latent, user_location, latent, location, quality, stream("histories")
     )
-    return FeedMarket(
+    platform = ObservedMarket(
         config=config,
         poi_category=category,
         poi_location=location,
         poi_price_level=price_level,
-        poi_quality=quality,
-        poi_latent=latent,
-        poi_thumbnail_appeal=thumbnail,
         advertiser_poi=advertiser_poi,
-        advertiser_value_mean=value_mean,
         creative_count=count,
-        creative_style=style,
-        creative_appeal=appeal,
-        user_latent=user_latent,
         user_location=user_location,
         user_history=history,
         observed_poi_latent=observed_latent,
         observed_poi_quality=observed_quality,
         observed_creative_style=observed_style,
+    )
+    return FeedMarket(
+        config=config,
+        platform=platform,
+        poi_quality=quality,
+        poi_latent=latent,
+        poi_thumbnail_appeal=thumbnail,
+        advertiser_value_mean=value_mean,
+        creative_style=style,
+        creative_appeal=appeal,
+        user_latent=user_latent,
     )
 
 

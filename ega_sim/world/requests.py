@@ -67,9 +67,9 @@ def sample_market_requests(
     n_ads, n_organic = config.requests.candidate_ads, config.requests.organic_items
     scale = config.requests.neighborhood
     user = torch.randint(market.n_users, (batch_size,), generator=generator)
-    user_location = market.user_location[user]  # [B, 2]
+    user_location = market.platform.user_location[user]  # [B, 2]
 
-    ad_location = market.poi_location[market.advertiser_poi]  # [A, 2]
+    ad_location = market.platform.poi_location[market.platform.advertiser_poi]  # [A, 2]
     nearness = -torch.cdist(user_location, ad_location) / scale  # [B, A]
     ad_advertiser = noisy_top_k(nearness, n_ads, 1.0, generator)
     shock_sigma = config.values.shock_sigma
@@ -82,9 +82,9 @@ def sample_market_requests(
     organic = market.organic_poi  # [P - A]
     interest = market.observed().user_observed_interest(user)  # [B, D]
     upstream = (
-        interest @ market.observed_poi_latent[organic].T
-        + 0.3 * market.observed_poi_quality[organic]
-        - torch.cdist(user_location, market.poi_location[organic]) / scale
+        interest @ market.platform.observed_poi_latent[organic].T
+        + 0.3 * market.platform.observed_poi_quality[organic]
+        - torch.cdist(user_location, market.platform.poi_location[organic]) / scale
     )  # [B, P - A]
     top = noisy_top_k(upstream, n_organic, 0.5, generator)  # in upstream order, best first
     return MarketRequests(user, ad_advertiser, values, organic[top])
