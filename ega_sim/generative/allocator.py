@@ -89,30 +89,29 @@ class GenerativeMechanism:
         return f"GenerativeMechanism({self.name!r}, beams={self.beams})"
 
     def _poi_and_advertiser(self, requests: MarketRequests, items: torch.Tensor):
+        """POI and advertiser (-1 for organic items) of candidate indices items [B, S, K]."""
         n_ads = requests.n_bidders
         is_ad = items < n_ads
-        batch = items.shape[0]
-        ad_advertiser = (
-            requests.ad_advertiser.reshape(batch, 1, -1).expand(-1, items.shape[1], -1)
-            if items.dim() == 3
-            else requests.ad_advertiser
+        lists = items.shape[1]
+        advertiser = (
+            requests.ad_advertiser.unsqueeze(1)
+            .expand(-1, lists, -1)
+            .gather(2, items.clamp(max=n_ads - 1))
         )
-        advertiser = ad_advertiser.gather(-1, items.clamp(max=n_ads - 1))
-        organic = requests.organic_poi.reshape(batch, *([1] * (items.dim() - 2)), -1)
-        organic = organic.expand(*items.shape[:-1], -1)
-        poi = torch.where(
-            is_ad,
-            self.parts.platform.advertiser_poi[advertiser],
-            organic.gather(-1, (items - n_ads).clamp(min=0)),
+        organic = (
+            requests.organic_poi.unsqueeze(1)
+            .expand(-1, lists, -1)
+            .gather(2, (items - n_ads).clamp(min=0))
         )
-        return poi, torch.where(is_ad, advertiser, -1), is_ad
+        poi = torch.where(is_ad, self.parts.platform.advertiser_poi[advertiser], organic)
+        return poi, torch.where(is_ad, advertiser, -1)
 
     def score_lists(
         self, requests: MarketRequests, items: torch.Tensor, creative: torch.Tensor
     ) -> torch.Tensor:
         """The reward model's P(POI click) [B, S, K] of lists items [B, S, K]."""
         batch, beams, n_items = items.shape
-        poi, advertiser, _ = self._poi_and_advertiser(requests, items)
+        poi, advertiser = self._poi_and_advertiser(requests, items)
         user = requests.user.repeat_interleave(beams)
         inputs = list_inputs(
             self.parts.platform,
