@@ -11,10 +11,10 @@ import torch
 
 from ega_sim.config import load_scenario
 from ega_sim.generative.beam_search import beam_search, candidate_set
-from ega_sim.generative.generator import GeneratorConfig
 from ega_sim.generative.items import build_item_tables
 from ega_sim.generative.pretrain import PretrainConfig, pretrain_generator
 from ega_sim.generative.token_bidding import BiddingConfig, item_log_probs, shared_prefix
+from ega_sim.generative.train import EGAConfig, generator_config
 from ega_sim.logs.store import read_logs
 from ega_sim.seeding import make_generator
 from ega_sim.world.market_world import FeedMarketWorld
@@ -25,19 +25,8 @@ def trained(feed_small_logs):
     scenario = load_scenario("feed_small")
     logs = read_logs(feed_small_logs, scenario)
     tables, _ = build_item_tables(logs.platform, seed=0, steps=300)
-    config = GeneratorConfig(
-        poi_levels=tables.poi_codes.shape[1],
-        poi_vocab=tables.poi_vocab,
-        creative_levels=tables.creative_codes.shape[2],
-        creative_vocab=tables.creative_vocab,
-        feature_dim=tables.poi_features.shape[1],
-        user_dim=tables.user_features.shape[1],
-        max_items=scenario.n_slots,
-        d_model=32,
-        heads=2,
-        encoder_layers=1,
-        decoder_layers=1,
-    )
+    small = EGAConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1)
+    config = generator_config(small, tables, scenario)
     model, report = pretrain_generator(logs, tables, config, PretrainConfig(epochs=1), seed=0)
     return scenario, logs, tables, model, report
 

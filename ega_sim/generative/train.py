@@ -128,7 +128,8 @@ def _finish(out: Path, stage: str, report: dict) -> None:
     write_text_atomic(_stage_dir(out, stage) / "stage.json", json.dumps(report, indent=2) + "\n")
 
 
-def _generator_config(config: EGAConfig, tables, scenario) -> GeneratorConfig:
+def generator_config(config: EGAConfig, tables, scenario) -> GeneratorConfig:
+    """The generator's shape: vocabularies and sizes from the item tables, the rest from config."""
     return GeneratorConfig(
         poi_levels=tables.poi_codes.shape[1],
         poi_vocab=tables.poi_vocab,
@@ -192,7 +193,7 @@ def train_ega(
     reports["tokenizers"] = done
     tokenizers = _load_tokenizers(stage, done)
     tables = item_tables(platform, tokenizers)
-    generator_config = _generator_config(config, tables, scenario)
+    generator_config = generator_config(config, tables, scenario)
 
     stage = _stage_dir(out, "pretrain")
     if (done := _finished(out, "pretrain")) is None:
@@ -256,7 +257,7 @@ def load_parts(
         raise ValueError(f"checkpoint: {out} has unfinished stages; rerun `ega-sim train`")
     tokenizers = _load_tokenizers(_stage_dir(out, "tokenizers"), tokenizer_report)
     tables = item_tables(platform, tokenizers)
-    generator = Generator(_generator_config(config, tables, scenario))
+    generator = Generator(generator_config(config, tables, scenario))
     which = "alignment" if aligned and not config.single_stage else "pretrain"
     if which == "alignment" and _finished(out, "alignment") is None:
         raise ValueError(
