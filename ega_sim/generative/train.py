@@ -193,12 +193,12 @@ def train_ega(
     reports["tokenizers"] = done
     tokenizers = _load_tokenizers(stage, done)
     tables = item_tables(platform, tokenizers)
-    generator_config = generator_config(config, tables, scenario)
+    shape = generator_config(config, tables, scenario)
 
     stage = _stage_dir(out, "pretrain")
     if (done := _finished(out, "pretrain")) is None:
         generator, done = pretrain_generator(
-            logs, tables, generator_config, config.pretrain, seed=seed, progress=progress
+            logs, tables, shape, config.pretrain, seed=seed, progress=progress
         )
         _save(stage / "generator.pt", generator.state_dict())
         _finish(out, "pretrain", done)
