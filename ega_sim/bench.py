@@ -24,6 +24,11 @@ from ega_sim.world.distributions import Uniform
 from ega_sim.world.position_auction import PositionAuctionWorld
 
 
+def _emit(record: dict, line: str, as_json: bool) -> None:
+    """Print one measurement: its JSON record, or its line for people."""
+    print(json.dumps(record) if as_json else line, flush=True)
+
+
 def _best_seconds(work, repeats: int, device: torch.device) -> float:
     work()  # warm-up: allocator caches, first-touch memory
     best = float("inf")
@@ -78,16 +83,16 @@ def run_position_auction_bench(
             "auctions_per_second": requests / seconds,
         }
         records.append(record)
-        if as_json:
-            print(json.dumps(record), flush=True)
-        else:
-            print(
+        _emit(
+            record,
+            (
                 f"{label:<14} {mechanism_name:<18} n={n_bidders} K={n_slots} "
                 f"{requests:>9,} requests "
                 f"{seconds:8.3f} s  {requests / seconds:>12,.0f} auctions/s  "
-                f"({threads} thread(s), {device_})",
-                flush=True,
-            )
+                f"({threads} thread(s), {device_})"
+            ),
+            as_json,
+        )
 
     def run_only(mechanism) -> None:
         for chunk in chunks:
@@ -145,14 +150,14 @@ def run_feed_bench(
             "device": device,
         }
         records.append(record)
-        if as_json:
-            print(json.dumps(record), flush=True)
-        else:
-            print(
+        _emit(
+            record,
+            (
                 f"{label:<34} {scenario.name:<12} {count:>9,} {unit:<9} {seconds:8.2f} s "
-                f"{count / seconds:>11,.0f} {unit}/s  ({threads} thread(s), {device})",
-                flush=True,
-            )
+                f"{count / seconds:>11,.0f} {unit}/s  ({threads} thread(s), {device})"
+            ),
+            as_json,
+        )
 
     with tempfile.TemporaryDirectory() as scratch:
         if checkpoint is None:
@@ -227,14 +232,14 @@ def run_logs_bench(
         "seconds": seconds,
         "peak_memory_mib": peak_mib,
     }
-    if as_json:
-        print(json.dumps(record), flush=True)
-    else:
-        print(
+    _emit(
+        record,
+        (
             f"{'simulate-logs':<34} {scenario_name:<12} {requests:>9,} requests  {seconds:8.2f} s "
-            f"wall, peak memory {peak_mib:,.0f} MiB (fresh process)",
-            flush=True,
-        )
+            f"wall, peak memory {peak_mib:,.0f} MiB (fresh process)"
+        ),
+        as_json,
+    )
     return record
 
 
@@ -280,13 +285,13 @@ def run_generative_bench(
             "threads": threads,
         }
         records.append(record)
-        if as_json:
-            print(json.dumps(record), flush=True)
-        else:
-            print(
+        _emit(
+            record,
+            (
                 f"{'ega/gsp run, ' + str(count) + ' beams':<34} {scenario.name:<12} "
                 f"{requests:>9,} requests  {seconds:8.2f} s {requests / seconds:>11,.1f} "
-                f"requests/s  ({threads} thread(s), cpu)",
-                flush=True,
-            )
+                f"requests/s  ({threads} thread(s), cpu)"
+            ),
+            as_json,
+        )
     return records

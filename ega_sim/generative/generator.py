@@ -164,11 +164,6 @@ class CodeHeads(nn.Module):
         own = level_lookup(self.code_embedding, codes)  # [..., L, d]
         return (self.prefix_state(codes) * own).sum(-1)
 
-    def code_state_score(self, state: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """h . E_l[code_l] for states [B, d] and items' codes [B, I, L] -> [B, I, L]."""
-        own = level_lookup(self.code_embedding, codes)  # [B, I, L, d]
-        return torch.einsum("bd,bild->bil", state, own)
-
     def logits(self, state: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Full logits [..., L, V] under teacher forcing: state [..., d], true codes [..., L]."""
         query = state.unsqueeze(-2) + self.prefix_state(codes)  # [..., L, d]

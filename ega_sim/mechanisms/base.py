@@ -40,9 +40,3 @@ def per_bidder(
     index = torch.where(slot_bidder >= 0, slot_bidder, n_bidders)
     result.scatter_(1, index, slot_values)
     return result[:, :n_bidders]
-
-
-def bidder_slot(slot_bidder: torch.Tensor, n_bidders: int) -> torch.Tensor:
-    """The slot of each bidder [B, N] (long), -1 for bidders not shown."""
-    slots = torch.arange(slot_bidder.shape[1], device=slot_bidder.device).expand_as(slot_bidder)
-    return per_bidder((slots + 1).to(torch.long), slot_bidder, n_bidders) - 1

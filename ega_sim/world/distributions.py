@@ -28,10 +28,6 @@ class Fixed:
             raise ValueError(f"Fixed has {len(self.values)} values for {n} bidders")
         return torch.tensor(self.values, dtype=torch.float64).expand(batch, n).clone()
 
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
 
 @dataclass(frozen=True)
 class Uniform:
@@ -43,10 +39,6 @@ class Uniform:
     def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         unit = torch.rand(shape, generator=generator, dtype=torch.float64)
         return self.low + (self.high - self.low) * unit
-
-    @property
-    def mean(self) -> float:
-        return 0.5 * (self.low + self.high)
 
     def cdf(self, v: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(v, float) - self.low) / (self.high - self.low), 0.0, 1.0)
@@ -74,10 +66,6 @@ class LogNormal:
     def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         normal = torch.randn(shape, generator=generator, dtype=torch.float64)
         return torch.exp(self.mean + self.sigma * normal)
-
-    @property
-    def expectation(self) -> float:
-        return math.exp(self.mean + 0.5 * self.sigma**2)
 
     def _z(self, v: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):

@@ -25,14 +25,6 @@ class FeedMarketWorld:
         self.market = self.cpu_market.to(self.device)
         self.click_model = FeedClickModel(self.market)
 
-    @property
-    def n_bidders(self) -> int:
-        return self.config.n_bidders
-
-    @property
-    def n_slots(self) -> int:
-        return self.config.n_slots
-
     def sample_requests(self, batch_size: int, generator: torch.Generator) -> MarketRequests:
         """B requests drawn on the CPU generator, then moved to the world's device."""
         return sample_market_requests(self.cpu_market, batch_size, generator).to(self.device)

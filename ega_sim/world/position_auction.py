@@ -84,14 +84,6 @@ class PositionAuctionWorld(SeparableClickModel):
         self.device = torch.device(device)
         super().__init__(torch.tensor(config.slot_ctr, dtype=torch.float64, device=self.device))
 
-    @property
-    def n_bidders(self) -> int:
-        return self.config.n_bidders
-
-    @property
-    def n_slots(self) -> int:
-        return self.config.n_slots
-
     def sample_requests(self, batch_size: int, generator: torch.Generator) -> AuctionRequests:
         """B requests; draws on the CPU generator, then moves to the world's device."""
         shape = (batch_size, self.config.n_bidders)

@@ -55,9 +55,6 @@ class MarketRequests:
         """Each request repeated `times` times in a row."""
         return self._map(lambda t: t.repeat_interleave(times, dim=0))
 
-    def index(self, rows: torch.Tensor) -> MarketRequests:
-        return self._map(lambda t: t[rows])
-
 
 def sample_market_requests(
     market: FeedMarket, batch_size: int, generator: torch.Generator
