@@ -26,6 +26,9 @@ TRAIN_EXAMPLES = """examples:
   ega-sim train --scenario feed_small --mechanism cascade/gsp --out runs/feed_small_cascade
   ega-sim train --scenario feed_small --mechanism cascade/vcg --logs runs/feed_small_logs \\
       --out runs/feed_small_cascade --epochs 10
+  ega-sim train --scenario textbook --mechanism cascade/paynet --out runs/textbook_paynet
+  ega-sim train --scenario feed_small --mechanism ega/paynet --from runs/feed_small_ega \\
+      --out runs/feed_small_ega_paynet
 """
 
 BENCH_EXAMPLES = """examples:
@@ -92,10 +95,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     elif scenario.kind == "feed_market":
         names = ["cascade/gsp", "cascade/vcg"]
     else:
-        names = mechanism_names(scenario)
+        names = mechanism_names(scenario, learned=False)
     mechanisms = [  # built first: a bad name or a missing checkpoint fails before any work
         make_mechanism(
-            name, scenario, checkpoint=_checkpoint_for(name, args.checkpoint), device=device
+            name,
+            scenario,
+            checkpoint=_checkpoint_for(name, scenario, args.checkpoint),
+            device=device,
         )
         for name in names
     ]
@@ -121,9 +127,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_for(name: str, checkpoint: str | None) -> str | None:
-    """Only learned allocators read a checkpoint; the others ignore --checkpoint."""
-    learned = name.split("/")[0] in ("cascade", "ega", "gr")
+def _checkpoint_for(name: str, scenario, checkpoint: str | None) -> str | None:
+    """Only learned mechanisms read a checkpoint (a payment network, or a feed market's learned
+    allocator); the others ignore --checkpoint."""
+    feed = scenario.kind == "feed_market"
+    learned = name.endswith("/paynet") or (feed and name.split("/")[0] in ("cascade", "ega", "gr"))
     return checkpoint if learned else None
 
 
@@ -175,7 +183,9 @@ def _add_train(subparsers) -> None:
         help="train what a learned mechanism needs, from logs",
         description="Train a learned mechanism's models from logs and write a checkpoint folder "
         "for `ega-sim evaluate --checkpoint`. The feed-market cascade trains its position-aware "
-        "pCTR model. Without --logs, logs are first simulated into OUT/logs.",
+        "pCTR model; ega and gr the EGA-V2 pipeline; ALLOCATOR/paynet a payment network on top "
+        "of the allocator (trained first unless --from names a trained one) by ex-post regret "
+        "minimization. Without --logs, logs are first simulated into OUT/logs.",
         epilog=TRAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -195,8 +205,16 @@ def _add_train(subparsers) -> None:
         "--config",
         default=None,
         help="ega/gr: a TOML file of EGAConfig keys (ablations: mtp = false, single_stage = "
-        'true, [bidding] code_bid = "mean", alpha, beta; model sizes; beams)',
+        'true, [bidding] code_bid = "mean", alpha, beta; model sizes; beams); */paynet: a TOML '
+        "file of PaynetTrainConfig keys (steps, batch_size, lambda_init, rho_growth, ...)",
     )
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        default=None,
+        help="*/paynet on a feed market: a trained allocator's checkpoint folder to reuse",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="*/paynet: training steps")
     parser.set_defaults(handler=_run_train)
 
 
@@ -223,6 +241,8 @@ def _run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         progress=sys.stderr.isatty(),
         config_path=args.config,
+        from_dir=args.from_dir,
+        steps=args.steps,
     )
     print(report)
     return 0

@@ -1,8 +1,10 @@
-"""`ega-sim train`: train what a learned mechanism needs, from logs only."""
+"""`ega-sim train`: train what a learned mechanism needs, from logs only (and, for a payment
+network, from requests drawn with truthful bids, priced under the mechanism's own CTR model)."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 from ega_sim.config.feed_market import FeedMarketConfig
@@ -43,6 +45,50 @@ def _train_generative(
     return "\n".join(lines)
 
 
+def _copy_allocator(source: Path, out: Path) -> None:
+    """Reuse a trained allocator: copy its checkpoint folder (not its logs or payment network)."""
+    if not (source / "checkpoint.json").is_file():
+        raise ValueError(
+            f"--from: {source} holds no trained allocator (no checkpoint.json); make one with "
+            "`ega-sim train --mechanism ALLOCATOR/gsp --out DIR`"
+        )
+    if source.resolve() != out.resolve():
+        ignore = shutil.ignore_patterns("logs", "paynet")
+        shutil.copytree(source, out, ignore=ignore, dirs_exist_ok=True)
+
+
+def _train_paynet(
+    scenario, allocator: str, out: Path, *, from_dir, steps, seed, progress, config_path, **rest
+) -> str:
+    from ega_sim.config.reader import read_toml
+    from ega_sim.payment.fit import train_paynet
+    from ega_sim.payment.train import PaynetTrainConfig
+
+    config = PaynetTrainConfig()
+    if config_path is not None:
+        config = PaynetTrainConfig.from_dict(read_toml(Path(config_path)), str(config_path))
+    if steps is not None:
+        config = dataclasses.replace(config, steps=steps)
+    feed = isinstance(scenario, FeedMarketConfig)
+    if from_dir is not None:
+        if not feed:
+            raise ValueError(
+                f"--from: the {allocator} allocator of {scenario.name} learns nothing to reuse"
+            )
+        _copy_allocator(Path(from_dir), out)
+    elif feed and allocator != "oracle_cascade" and not (out / "checkpoint.json").is_file():
+        train_mechanism(scenario, f"{allocator}/gsp", out, seed=seed, progress=progress, **rest)
+    report = train_paynet(scenario, allocator, out, config, seed=seed, progress=progress)
+    figures = report["validation"]
+    return (
+        f"trained {allocator}/paynet for {scenario.name} in {report['seconds']:.1f} s "
+        f"({config.steps} steps); held-out revenue/request {figures['revenue_per_request']:.4f}, "
+        f"regret/bidder {figures['regret_mean']:.2e} ({figures['regret_per_revenue']:.2%} of "
+        f"revenue in all), IR violations {figures['ir_violations']} (own CTR model); "
+        f"checkpoint in {out}"
+    )
+
+
 def train_mechanism(
     scenario: ScenarioConfig,
     mechanism: str,
@@ -54,10 +100,30 @@ def train_mechanism(
     epochs: int | None = None,
     progress: bool = False,
     config_path: str | Path | None = None,
+    from_dir: str | Path | None = None,
+    steps: int | None = None,
 ) -> str:
     """Train and write a checkpoint folder; returns a one-paragraph report. `config_path`: a
-    TOML file of EGAConfig keys for ega/gr."""
-    allocator = mechanism.split("/")[0]
+    TOML file of EGAConfig keys for ega/gr, of PaynetTrainConfig keys for */paynet.
+    `from_dir`: for */paynet, a trained allocator to reuse instead of training one."""
+    out = Path(out)
+    allocator, _, payment = mechanism.partition("/")
+    if payment == "paynet":
+        return _train_paynet(
+            scenario,
+            allocator,
+            out,
+            from_dir=from_dir,
+            steps=steps,
+            seed=seed,
+            progress=progress,
+            config_path=config_path,
+            logs=logs,
+            log_requests=log_requests,
+            epochs=epochs,
+        )
+    if from_dir is not None or steps is not None:
+        raise ValueError(f"--from and --steps train a payment network (*/paynet), not {mechanism}")
     if not isinstance(scenario, FeedMarketConfig) or allocator not in ("cascade", "ega", "gr"):
         raise ValueError(
             f"train: {mechanism} on {scenario.name} learns nothing; evaluate it directly "

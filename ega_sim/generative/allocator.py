@@ -9,9 +9,9 @@ is shown. Payment rules on a generated list, per click, never above the bid:
 - gsp: rank the list's ads by eCPM = bid x pCTR (the RM's, at their positions); each pays the
   next one's eCPM / its own pCTR; the last pays the best eCPM among the request's other ads,
   each scored by the RM in the last ad's place (with its first creative);
-- first: the bid.
-(`paynet`, the learned payment network, is the next component; VCG and threshold prices are
-not defined for a generated list.)
+- first: the bid;
+- paynet: the learned payment network (ega_sim/payment/generated_rule.py).
+VCG and threshold prices are not defined for a generated list.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from ega_sim.generative.token_bidding import BiddingConfig
 from ega_sim.mechanisms.base import Outcome
 from ega_sim.mechanisms.feed_cascade import FeedAllocation
 from ega_sim.mechanisms.mechanism import check_bids
+from ega_sim.payment.generated_rule import generated_price
 from ega_sim.world.feed_market import ObservedMarket
 from ega_sim.world.requests import MarketRequests
 
-GENERATIVE_PAYMENTS = ("gsp", "first")
+GENERATIVE_PAYMENTS = ("gsp", "first", "paynet")
 DEFAULT_BIDDING = BiddingConfig()
 
 
@@ -64,6 +65,7 @@ class GenerativeMechanism:
         beams: int = 16,
         bidding: BiddingConfig = DEFAULT_BIDDING,
         ctr_weight: float = 1.0,
+        payment_network=None,
     ):
         if allocator_name not in ("ega", "gr"):
             raise ValueError(
@@ -75,7 +77,12 @@ class GenerativeMechanism:
                 f"{' or '.join(GENERATIVE_PAYMENTS)} (VCG and threshold prices are "
                 "not defined for it)"
             )
+        if (payment == "paynet") != (payment_network is not None):
+            raise ValueError(
+                f"{allocator_name}/{payment}: a payment network goes with paynet, and only there"
+            )
         self.name = f"{allocator_name}/{payment}"
+        self.payment_network = payment_network
         self.uses_bids = allocator_name == "ega"
         self.scenario = scenario
         self.parts = parts
@@ -124,11 +131,14 @@ class GenerativeMechanism:
         p_poi, _, _ = self.parts.reward_model.predict(inputs)
         return p_poi.reshape(batch, beams, n_items).to(torch.float64)
 
+    @property
+    def max_ads(self) -> int:
+        return len(self.scenario.requests.ad_positions)
+
     @torch.no_grad()
-    def run(self, requests: MarketRequests, bids: torch.Tensor, context=None) -> Outcome:
-        check_bids(bids, requests)
+    def allocate(self, requests: MarketRequests, bids: torch.Tensor) -> GeneratedAllocation:
+        """The shown list of each request: beam search, then the best list by RM value."""
         n_ads, n_slots = requests.n_bidders, self.scenario.n_slots
-        max_ads = len(self.scenario.requests.ad_positions)
         candidates = candidate_set(self.parts.tables, self.parts.platform, requests, bids.float())
         lists = beam_search(
             self.parts.generator,
@@ -136,7 +146,7 @@ class GenerativeMechanism:
             candidates,
             n_items=n_slots,
             beams=self.beams,
-            max_ads=max_ads,
+            max_ads=self.max_ads,
             bidding=self.bidding if self.uses_bids else None,
         )
         p_poi = self.score_lists(requests, lists.items, lists.creative)  # [B, S, K]
@@ -158,16 +168,34 @@ class GenerativeMechanism:
         rows = torch.arange(len(best), device=best.device)
         items, creative = lists.items[rows, best], lists.creative[rows, best]  # [B, K]
         ctr, shown = p_poi[rows, best], is_ad[rows, best]
-        allocation = GeneratedAllocation(
+        return GeneratedAllocation(
             slot_bidder=torch.where(shown, items, -1),
             slot_ctr_model=torch.where(shown, ctr, 0.0),  # the RM's pCTR of each ad
             slot_item=items,
             slot_creative=creative,
             slot_log_z=lists.item_log_z[rows, best].to(ctr.dtype),
         )
-        price = bids.gather(1, items.clamp(max=n_ads - 1))
+
+    @torch.no_grad()
+    def run(self, requests: MarketRequests, bids: torch.Tensor, context=None) -> Outcome:
+        """Allocate and price a batch: bids [B, N] -> Outcome with [B, K] tensors."""
+        check_bids(bids, requests)
+        allocation = self.allocate(requests, bids)
+        shown, items = allocation.shown, allocation.slot_item
         if self.payment == "gsp":
+            ctr, creative = allocation.slot_ctr_model, allocation.slot_creative
             price = self._gsp(requests, bids, items, creative, ctr, shown)
+        elif self.payment == "paynet":
+            price = generated_price(
+                self.payment_network,
+                allocation.slot_bidder,
+                allocation.slot_ctr_model,
+                allocation.slot_log_z,
+                bids,
+                self.max_ads,
+            )
+        else:
+            price = bids.gather(1, items.clamp(max=requests.n_bidders - 1))
         return Outcome(allocation, torch.where(shown, price, 0.0))
 
     def _gsp(self, requests, bids, items, creative, ctr, shown) -> torch.Tensor:

@@ -272,7 +272,14 @@ def load_parts(
 
 
 def load_generative_mechanism(
-    directory, scenario, allocator_name: str, payment: str, platform, *, beams: int | None = None
+    directory,
+    scenario,
+    allocator_name: str,
+    payment: str,
+    platform,
+    *,
+    beams: int | None = None,
+    payment_network=None,
 ) -> GenerativeMechanism:
     """`ega/...` or `gr/...` from a checkpoint folder made by `ega-sim train`."""
     directory = Path(directory)
@@ -294,4 +301,5 @@ def load_generative_mechanism(
         beams=config.beams,
         bidding=config.bidding,
         ctr_weight=config.ctr_weight,
+        payment_network=payment_network,
     )

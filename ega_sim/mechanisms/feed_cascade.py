@@ -165,6 +165,7 @@ class FeedCascade:
         self.name = f"{allocator_name}/{payment_rule.name}"
         self.payment_rule = payment_rule
         self.individually_rational = self.auction.individually_rational
+        self.price_varies_within_slot = self.auction.price_varies_within_slot
 
     def __repr__(self) -> str:
         return f"FeedCascade({self.name!r})"

@@ -41,6 +41,12 @@ class RankMechanism:
         maximizes reported welfare (cascade); on Myerson's virtual-value ranking it is not."""
         return self.payment_rule.name != "vcg" or self.allocator.score_function.identity
 
+    @property
+    def price_varies_within_slot(self) -> bool:
+        """Whether the price can move with the own bid inside a slot (a learned price): then
+        the exact regret search tries several bids per interval between thresholds."""
+        return getattr(self.payment_rule, "price_varies_within_slot", False)
+
     def __repr__(self) -> str:
         return f"Mechanism({self.name!r})"
 

@@ -3,7 +3,9 @@
 Position auctions: allocators `cascade` and `myerson`. Feed markets: `cascade` (needs a
 checkpoint made by `ega-sim train`), `oracle_cascade` (the true CTRs, for analysis), and the
 generative `ega` and `gr` (checkpoints of `ega-sim train --mechanism ega/gsp`).
-Payment rules: gsp, vcg, threshold, first (generated lists: gsp and first).
+Payment rules: gsp, vcg, threshold, first (generated lists: gsp and first), and the learned
+`paynet` on every allocator (its network from CHECKPOINT/paynet/, made by
+`ega-sim train --mechanism ALLOCATOR/paynet`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from ega_sim.mechanisms.payments import PAYMENT_RULES
 FEED_ALLOCATORS = ("cascade", "oracle_cascade")
 GENERATIVE_ALLOCATORS = ("ega", "gr")
 GENERATIVE_PAYMENTS = ("gsp", "first")
+LEARNED_PAYMENT = "paynet"
 
 
-def mechanism_names(scenario: ScenarioConfig | None = None) -> list[str]:
-    """The mechanisms that apply to a scenario (position-auction ones when none is given)."""
+def mechanism_names(scenario: ScenarioConfig | None = None, *, learned: bool = True) -> list[str]:
+    """The mechanisms that apply to a scenario (position-auction ones when none is given);
+    `learned=False` leaves out those that need a trained payment network."""
+    payments = [*PAYMENT_RULES, LEARNED_PAYMENT] if learned else list(PAYMENT_RULES)
     if not isinstance(scenario, FeedMarketConfig):
-        return [f"{a}/{p}" for a in ALLOCATORS for p in PAYMENT_RULES]
-    names = [f"{a}/{p}" for a in FEED_ALLOCATORS for p in PAYMENT_RULES]
-    return names + [f"{a}/{p}" for a in GENERATIVE_ALLOCATORS for p in GENERATIVE_PAYMENTS]
+        return [f"{a}/{p}" for a in ALLOCATORS for p in payments]
+    generative = [*GENERATIVE_PAYMENTS, LEARNED_PAYMENT] if learned else GENERATIVE_PAYMENTS
+    names = [f"{a}/{p}" for a in FEED_ALLOCATORS for p in payments]
+    return names + [f"{a}/{p}" for a in GENERATIVE_ALLOCATORS for p in generative]
 
 
 def make_mechanism(
@@ -48,6 +54,16 @@ def make_mechanism(
             f"mechanism: expected ALLOCATOR/PAYMENT for a {scenario.kind} scenario, one of "
             f"{', '.join(known)}; got {name!r}"
         )
+    if payment_name == LEARNED_PAYMENT:
+        from ega_sim.payment.fit import load_payment_network
+
+        if checkpoint is None:
+            raise ValueError(
+                f"mechanism {name} is learned and needs --checkpoint DIR; make one with "
+                f"`ega-sim train --scenario {scenario.name} --mechanism {name} --out DIR`"
+            )
+        network = load_payment_network(checkpoint, scenario, allocator_name)
+        return paynet_mechanism(allocator_name, scenario, network, checkpoint, device)
     if allocator_name in GENERATIVE_ALLOCATORS:
         return _make_generative(allocator_name, payment_name, scenario, checkpoint, device)
     payment_rule = PAYMENT_RULES[payment_name]()
@@ -58,7 +74,24 @@ def make_mechanism(
     return RankMechanism(ALLOCATORS[allocator_name](scenario), payment_rule)
 
 
-def _make_generative(allocator_name, payment_name, scenario, checkpoint, device):
+def paynet_mechanism(allocator_name: str, scenario, network, checkpoint=None, device="cpu"):
+    """`allocator_name/paynet` priced by `network` (the allocator's own parts from
+    `checkpoint` where it has learned ones)."""
+    from ega_sim.payment.rank_rule import LearnedPayment
+
+    if allocator_name in GENERATIVE_ALLOCATORS:
+        return _make_generative(
+            allocator_name, LEARNED_PAYMENT, scenario, checkpoint, device, network
+        )
+    if isinstance(scenario, FeedMarketConfig):
+        return _make_feed_cascade(
+            allocator_name, scenario, LearnedPayment(network.to(device)), checkpoint, device
+        )
+    allocator = ALLOCATORS[allocator_name](scenario)
+    return RankMechanism(allocator, LearnedPayment(network.to(device)))
+
+
+def _make_generative(allocator_name, payment_name, scenario, checkpoint, device, network=None):
     from ega_sim.generative.train import load_generative_mechanism
     from ega_sim.world.feed_market import generate_market
 
@@ -74,7 +107,9 @@ def _make_generative(allocator_name, payment_name, scenario, checkpoint, device)
             f"--mechanism {allocator_name}/{payment_name} --out DIR`"
         )
     platform = generate_market(scenario).observed()
-    return load_generative_mechanism(checkpoint, scenario, allocator_name, payment_name, platform)
+    return load_generative_mechanism(
+        checkpoint, scenario, allocator_name, payment_name, platform, payment_network=network
+    )
 
 
 def _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device):

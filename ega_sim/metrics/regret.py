@@ -7,7 +7,10 @@ one of three methods (DESIGN.md section 4):
 - `exact`: for rank-based allocators a bidder's slot only changes at its K bid thresholds, so a
   bid just above each threshold plus a bid of 0 covers every outcome it can reach. Exact for
   gsp, vcg and threshold (prices are constant between thresholds); for `first` the best bid of a
-  slot is its threshold itself, approached to within EXACT_NUDGE.
+  slot is its threshold itself, approached to within EXACT_NUDGE. A learned price (`paynet`)
+  may move with the bid inside a slot, so for it each interval between thresholds is searched
+  with `interval_points` evenly spaced bids (the first just above the threshold), the top one
+  up to gamma_max x max(value, highest threshold).
 - `dense`: `dense_points` bids evenly spaced on [0, gamma_max x value].
 - `grid`: the paper's multipliers 0.2, 0.4, ..., 2.0 of the value.
 """
@@ -33,6 +36,7 @@ class MisreportSpec:
     method: str = "exact"
     dense_points: int = 64
     gamma_max: float = 2.0
+    interval_points: int = 16  # exact, for prices that move inside a slot: bids per interval
 
     def __post_init__(self) -> None:
         if self.method not in MISREPORT_METHODS:
@@ -41,15 +45,24 @@ class MisreportSpec:
             )
         if self.dense_points < 2:
             raise ValueError(f"dense_points: expected an integer >= 2, got {self.dense_points!r}")
+        if self.interval_points < 1:
+            raise ValueError(
+                f"interval_points: expected an integer >= 1, got {self.interval_points!r}"
+            )
         if not self.gamma_max > 0:
             raise ValueError(f"gamma_max: expected a number > 0, got {self.gamma_max!r}")
 
 
 def candidate_misreports(
-    spec: MisreportSpec, requests: AuctionRequests, thresholds: torch.Tensor | None = None
+    spec: MisreportSpec,
+    requests: AuctionRequests,
+    thresholds: torch.Tensor | None = None,
+    *,
+    interval_points: int = 1,
 ) -> torch.Tensor:
     """The misreports to try for every bidder: [B, N, C]. `exact` needs the bidders' own-bid
-    thresholds [B, N, K] (others fixed), which only rank-based allocators have."""
+    thresholds [B, N, K] (others fixed), which only rank-based allocators have; with
+    `interval_points` > 1 it searches each interval between them with that many bids."""
     values = requests.value_per_click  # [B, N]
     if spec.method == "grid":
         gammas = values.new_tensor(PAPER_MULTIPLIERS)
@@ -70,11 +83,35 @@ def candidate_misreports(
             scale > 0, EXACT_NUDGE * scale, torch.nextafter(scale, scale.new_tensor(torch.inf))
         )
         above = torch.where(thresholds > 0, thresholds * (1 + EXACT_NUDGE), floor_step)
-        return torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)
+        lower = torch.cat([torch.zeros_like(thresholds[..., :1]), above], dim=2)  # [B, N, K+1]
+        if interval_points == 1:
+            return lower
+        # Interval [0, t_K) ends at t_K, [t_l, t_(l-1)) at t_(l-1), the top one [t_1, ...) at
+        # gamma_max x max(value, t_1).
+        top = spec.gamma_max * torch.maximum(values.unsqueeze(2), thresholds[..., :1])
+        upper = torch.cat([thresholds[..., -1:], top, thresholds[..., :-1]], dim=2)
+        fraction = torch.arange(interval_points, dtype=values.dtype, device=values.device)
+        fraction = fraction / interval_points  # [M], 0 first: the one-point exact candidate
+        width = (upper - lower).clamp(min=0.0).unsqueeze(3)
+        points = lower.unsqueeze(3) + width * fraction  # [B, N, K+1, M]
+        return points.flatten(2)
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 
 
 RERUN_ROWS = 32_768  # mechanism rows per re-run call: bounds memory, keeps caches warm
+
+
+def deviation_rows(requests, bids: torch.Tensor, misreports: torch.Tensor, start: int, stop: int):
+    """Requests start..stop expanded to one row per (request b, bidder i, candidate c), with bid
+    i replaced by misreports[b, i, c]: (requests, bids [rows, N], own bidder [rows])."""
+    n_bidders, n_candidates = misreports.shape[1:]
+    per_request = n_bidders * n_candidates
+    deviated = bids[start:stop].repeat_interleave(per_request, dim=0)  # [rows, N]
+    rows = torch.arange(deviated.shape[0], device=bids.device)
+    bidder = torch.arange(n_bidders, device=bids.device).repeat_interleave(n_candidates)
+    own = bidder.repeat(stop - start)
+    deviated[rows, own] = misreports[start:stop].reshape(-1)
+    return requests.slice(start, stop).repeat_each(per_request), deviated, own
 
 
 def rerun_utility(
@@ -95,16 +132,10 @@ def rerun_utility(
     if context is None and hasattr(mechanism, "prepare"):
         context = mechanism.prepare(requests)
     step = max(1, RERUN_ROWS // per_request)
-    bidder = torch.arange(n_bidders, device=bids.device).repeat_interleave(n_candidates)
     parts = []
     for start in range(0, batch, step):
         stop = min(batch, start + step)
-        # Row (b, i, c) of the big batch is request b with bid i replaced by misreports[b, i, c].
-        deviated = bids[start:stop].repeat_interleave(per_request, dim=0)  # [b * N * C, N]
-        rows = torch.arange(deviated.shape[0], device=bids.device)
-        own = bidder.repeat(stop - start)
-        deviated[rows, own] = misreports[start:stop].reshape(-1)
-        expanded = requests.slice(start, stop).repeat_each(per_request)
+        expanded, deviated, own = deviation_rows(requests, bids, misreports, start, stop)
         if context is None:
             outcome = mechanism.run(expanded, deviated)
         else:
@@ -117,7 +148,8 @@ def rerun_utility(
             torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),
             outcome.slot_bidder,
             n_bidders,
-        )  # [b * N * C, N]
+        )  # [rows, N]
+        rows = torch.arange(deviated.shape[0], device=bids.device)
         parts.append(utility[rows, own].reshape(stop - start, n_bidders, n_candidates))
     return torch.cat(parts)
 
@@ -143,9 +175,10 @@ def misreport_utility(
         and hasattr(mechanism, "bidder_views")
         and hasattr(world, "click_probability_per_slot")
     )
+    points = spec.interval_points if getattr(mechanism, "price_varies_within_slot", False) else 1
     if fast:
         views = mechanism.bidder_views(requests, bids)
-        misreports = candidate_misreports(spec, requests, views.threshold)
+        misreports = candidate_misreports(spec, requests, views.threshold, interval_points=points)
         slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
         click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
         clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
@@ -154,7 +187,7 @@ def misreport_utility(
     if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
         extra = {} if context is None else {"context": context}
         thresholds = mechanism.bid_thresholds(requests, bids, **extra)
-    misreports = candidate_misreports(spec, requests, thresholds)
+    misreports = candidate_misreports(spec, requests, thresholds, interval_points=points)
     utility = rerun_utility(mechanism, world, requests, bids, misreports, context=context)
     return misreports, utility
 

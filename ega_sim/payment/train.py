@@ -1,0 +1,262 @@
+"""Train the payment network by ex-post regret minimization (RegretNet's augmented Lagrangian).
+
+Per step, on a batch of requests with truthful bids and misreports (see the sources):
+    loss = -revenue + sum_i lambda_i rgt_i + rho / 2 sum_i rgt_i^2
+with rgt_i the mean regret of bidder seat i over the batch and revenue the mean per request,
+both divided by the truthful welfare per request of a pilot batch (so the multipliers do not
+depend on the market's value scale). Every `lambda_every` steps lambda_i += rho x (mean rgt_i
+since the last update); every `rho_every` steps rho *= rho_growth, up to rho_max. Every
+`validate_every` steps the network is validated on held-out requests with the strong search
+of the source and the training state is saved, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ega_sim.atomic import write_bytes_atomic
+from ega_sim.config.errors import ConfigError
+from ega_sim.payment.deviations import Deviations
+from ega_sim.payment.network import PaymentNetwork, PaynetConfig
+
+
+@dataclass(frozen=True)
+class PaynetTrainConfig:
+    """Augmented-Lagrangian training of the payment network; recorded with the checkpoint."""
+
+    steps: int = 2000
+    batch_size: int = 512  # requests per step
+    learning_rate: float = 2e-3  # Adam, cosine-annealed to 10% over the steps
+    random_misreports: int = 8  # uniform misreports on [0, gamma_max x value] per bidder
+    gamma_max: float = 2.0
+    lambda_init: float = 10.0
+    lambda_every: int = 25
+    rho_init: float = 1.0
+    rho_growth: float = 2.0
+    rho_every: int = 100
+    rho_max: float = 1.0e3
+    validate_every: int = 250
+    validation_requests: int = 4096  # rank allocators: held-out requests, exact search
+    cached_requests: int = 400  # ega/gr: requests whose misreports are re-run once and cached
+    cached_validation_requests: int = 100  # ega/gr: held-out cached requests
+    network: PaynetConfig = field(default_factory=PaynetConfig)
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "steps",
+            "batch_size",
+            "lambda_every",
+            "rho_every",
+            "validate_every",
+            "validation_requests",
+            "cached_requests",
+            "cached_validation_requests",
+        )
+        for key in positive_ints:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"paynet {key}: expected an integer >= 1, got {value!r}")
+        if isinstance(self.random_misreports, bool) or self.random_misreports < 0:
+            raise ValueError(
+                f"paynet random_misreports: expected an integer >= 0, got "
+                f"{self.random_misreports!r}"
+            )
+        for key in ("learning_rate", "gamma_max", "rho_init", "rho_max"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"paynet {key}: expected a number > 0, got {getattr(self, key)}")
+        if not self.lambda_init >= 0:
+            raise ValueError(f"paynet lambda_init: expected a number >= 0, got {self.lambda_init}")
+        if not self.rho_growth >= 1:
+            raise ValueError(f"paynet rho_growth: expected a number >= 1, got {self.rho_growth}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict, source: str = "<dict>") -> PaynetTrainConfig:
+        """From a dict such as a TOML table; the network's keys sit under `network`."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        for key in record:
+            if key not in known:
+                raise ConfigError(source, key, f"one of {', '.join(sorted(known))}", key)
+        values = dict(record)
+        try:
+            if "network" in values:
+                if not isinstance(values["network"], dict):
+                    raise ConfigError(source, "network", "a table", repr(values["network"]))
+                values["network"] = PaynetConfig(**values["network"])
+            return cls(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(source, "<root>", "valid paynet settings", str(error)) from None
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs."""
+
+    step: int
+    multipliers: torch.Tensor  # [N] lambda_i
+    rho: float
+    welfare_scale: float
+    history: list[dict]
+    regret_sum: torch.Tensor  # [N] sum of rgt_i since the last lambda update
+    since_update: int
+
+
+def validation_figures(deviations: Deviations) -> dict[str, float]:
+    """Revenue, regret and IR of a validation batch, per request and per bidder (no grad)."""
+    regret = deviations.regret()  # [B, N]
+    revenue = float(deviations.revenue().mean())
+    shown = deviations.clicks[..., 0] > 0
+    over_bid = shown & (deviations.price[..., 0] > deviations.bid[..., 0])
+    return {
+        "revenue_per_request": revenue,
+        "welfare_per_request": float(deviations.welfare().mean()),
+        "regret_mean": float(regret.mean()),  # per (request, bidder)
+        "regret_max": float(regret.max()),
+        "regret_per_revenue": float(regret.sum(1).mean()) / revenue if revenue > 0 else 0.0,
+        "ir_violations": int(over_bid.sum()),
+    }
+
+
+def _save_state(path: Path, network, optimizer, schedule, state: TrainState, generator) -> None:
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "network": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "step": state.step,
+            "multipliers": state.multipliers,
+            "rho": state.rho,
+            "welfare_scale": state.welfare_scale,
+            "history": json.dumps(state.history),
+            "regret_sum": state.regret_sum,
+            "since_update": state.since_update,
+            "generator": generator.get_state(),
+        },
+        buffer,
+    )
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def train_payment_network(
+    network: PaymentNetwork,
+    source,
+    validate: Callable[[], Deviations],
+    config: PaynetTrainConfig,
+    generator: torch.Generator,
+    *,
+    state_path: Path | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train `network` in place on `source` (training_batch(size, generator) -> Deviations,
+    n_bidders); `validate()` gives a held-out batch under no_grad. Resumes from
+    `state_path` when it holds a saved state. Returns the report (final validation figures,
+    history, seconds)."""
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.steps, eta_min=config.learning_rate / 10
+    )
+    started = time.perf_counter()
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        state = TrainState(
+            saved["step"],
+            saved["multipliers"],
+            saved["rho"],
+            saved["welfare_scale"],
+            json.loads(saved["history"]),
+            saved["regret_sum"],
+            saved["since_update"],
+        )
+    else:
+        with torch.no_grad():
+            pilot = source.training_batch(config.batch_size, generator)
+        welfare_scale = float(pilot.welfare().mean())
+        if not welfare_scale > 0:
+            raise ValueError(
+                "paynet: the truthful welfare of a pilot batch is 0 (no ad is ever shown), so "
+                "there is no revenue to learn"
+            )
+        multipliers = torch.full((source.n_bidders,), config.lambda_init, dtype=torch.float64)
+        regret_sum = torch.zeros_like(multipliers)
+        state = TrainState(0, multipliers, config.rho_init, welfare_scale, [], regret_sum, 0)
+
+    network.train()
+    bar = tqdm(
+        range(state.step, config.steps),
+        initial=state.step,
+        total=config.steps,
+        desc="paynet",
+        disable=not progress,
+    )
+    for step in bar:
+        batch = source.training_batch(config.batch_size, generator)
+        regret = batch.regret().mean(dim=0) / state.welfare_scale  # [N] rgt_i
+        revenue = batch.revenue().mean() / state.welfare_scale
+        multipliers = state.multipliers.to(regret)
+        loss = -revenue + (multipliers * regret).sum() + state.rho / 2 * (regret**2).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+        state.regret_sum = state.regret_sum + regret.detach().cpu().to(torch.float64)
+        state.since_update += 1
+        state.step = step + 1
+        if state.step % config.lambda_every == 0:
+            mean_regret = state.regret_sum / state.since_update
+            state.multipliers = state.multipliers + state.rho * mean_regret
+            state.regret_sum = torch.zeros_like(state.regret_sum)
+            state.since_update = 0
+        if state.step % config.rho_every == 0:
+            state.rho = min(state.rho * config.rho_growth, config.rho_max)
+        if progress:
+            bar.set_postfix(
+                revenue=f"{float(revenue) * state.welfare_scale:.4f}",
+                regret=f"{float(regret.sum()) * state.welfare_scale:.2e}",
+                lam=f"{float(state.multipliers.mean()):.2f}",
+                rho=f"{state.rho:.1f}",
+                refresh=False,
+            )
+        if state.step % config.validate_every == 0 or state.step == config.steps:
+            network.eval()
+            with torch.no_grad():
+                figures = validation_figures(validate())
+            network.train()
+            state.history.append(
+                {
+                    "step": state.step,
+                    "rho": state.rho,
+                    **figures,
+                    "lambda_mean": float(state.multipliers.mean()),
+                }
+            )
+            if state_path is not None:
+                _save_state(state_path, network, optimizer, schedule, state, generator)
+    bar.close()
+    network.eval()
+    with torch.no_grad():
+        final = validation_figures(validate())
+    return {
+        "validation": final,
+        "history": state.history,
+        "welfare_scale": state.welfare_scale,
+        "lambda": state.multipliers.tolist(),
+        "rho": state.rho,
+        "seconds": time.perf_counter() - started,
+    }
