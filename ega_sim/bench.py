@@ -41,6 +41,29 @@ def _best_seconds(work, repeats: int, device: torch.device) -> float:
     return best
 
 
+def _bench_scenario(n_bidders: int, n_slots: int) -> PositionAuctionConfig:
+    """n bidders with values U[0, 1] and qualities U[0.5, 1]; K slots, alpha_k = 1 - k / K."""
+    slot_ctr = tuple(1.0 - k / n_slots for k in range(n_slots))  # 1, 0.75, 0.5, 0.25 for K = 4
+    return PositionAuctionConfig(
+        name=f"bench_n{n_bidders}_k{n_slots}",
+        n_bidders=n_bidders,
+        slot_ctr=slot_ctr,
+        values=Uniform(0.0, 1.0),
+        quality=Uniform(0.5, 1.0),
+    )
+
+
+def _run_chunks(mechanism, world, chunks, with_regret: bool) -> None:
+    """Run the mechanism on each chunk of truthful requests; with exact regret when asked."""
+    for chunk in chunks:
+        bids = chunk.value_per_click
+        outcome = mechanism.run(chunk, bids)
+        if with_regret:
+            clicks = world.expected_clicks(chunk, outcome.allocation)
+            utility = measure_outcome(chunk, bids, outcome, clicks).utility
+            ex_post_regret(MisreportSpec("exact"), mechanism, world, chunk, bids, utility)
+
+
 def run_position_auction_bench(
     *,
     requests: int = 100_000,
@@ -54,21 +77,13 @@ def run_position_auction_bench(
     """Measure and print throughput; returns the records it printed."""
     torch.set_num_threads(threads)
     device_ = resolve_device(device)
-    slot_ctr = tuple(1.0 - k / n_slots for k in range(n_slots))  # 1, 0.75, 0.5, 0.25 for K = 4
-    scenario = PositionAuctionConfig(
-        name=f"bench_n{n_bidders}_k{n_slots}",
-        n_bidders=n_bidders,
-        slot_ctr=slot_ctr,
-        values=Uniform(0.0, 1.0),
-        quality=Uniform(0.5, 1.0),
-    )
+    scenario = _bench_scenario(n_bidders, n_slots)
     world = PositionAuctionWorld(scenario, device=device_)
     batch = world.sample_requests(requests, make_generator(0, "bench"))
     chunks = [
         batch.slice(start, start + default_chunk_size(device_))
         for start in range(0, requests, default_chunk_size(device_))
     ]
-    exact = MisreportSpec("exact")
     records = []
 
     def report(label: str, mechanism_name: str, seconds: float) -> None:
@@ -94,23 +109,14 @@ def run_position_auction_bench(
             as_json,
         )
 
-    def run_only(mechanism) -> None:
-        for chunk in chunks:
-            mechanism.run(chunk, chunk.value_per_click)
-
-    def run_with_regret(mechanism) -> None:
-        for chunk in chunks:
-            bids = chunk.value_per_click
-            outcome = mechanism.run(chunk, bids)
-            clicks = world.expected_clicks(chunk, outcome.allocation)
-            utility = measure_outcome(chunk, bids, outcome, clicks).utility
-            ex_post_regret(exact, mechanism, world, chunk, bids, utility)
-
     gsp = make_mechanism("cascade/gsp", scenario)
-    report("no regret", gsp.name, _best_seconds(lambda: run_only(gsp), repeats, device_))
+    seconds = _best_seconds(lambda: _run_chunks(gsp, world, chunks, False), repeats, device_)
+    report("no regret", gsp.name, seconds)
     for name in ("cascade/gsp", "cascade/vcg", "myerson/threshold"):
         mechanism = make_mechanism(name, scenario)
-        seconds = _best_seconds(lambda m=mechanism: run_with_regret(m), repeats, device_)
+        seconds = _best_seconds(
+            lambda m=mechanism: _run_chunks(m, world, chunks, True), repeats, device_
+        )
         report("exact regret", name, seconds)
     return records
 
@@ -195,36 +201,60 @@ def run_feed_bench(
     return records
 
 
+# Runs `ega-sim` and, at exit, writes the process's peak resident memory (VmHWM, in KiB) to the
+# file named by argv[1]. VmHWM belongs to the process image after exec; ru_maxrss would also count
+# the memory of the parent at fork time.
+_PEAK_MEMORY_WRAPPER = """
+import atexit, runpy, sys
+out = sys.argv[1]
+def record():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(out, "w") as handle:
+        handle.write(peak)
+atexit.register(record)
+sys.argv = ["ega-sim", *sys.argv[2:]]
+runpy.run_module("ega_sim.cli", run_name="__main__")
+"""
+
+
+def _fresh_process(argv: list[str], threads: int | None = None) -> tuple[float, float]:
+    """Wall seconds and peak memory (MiB) of `ega-sim ARGV` run in a fresh process, as a user
+    runs it (imports and setup included). Linux: the peak is read from /proc."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak_kib"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_MEMORY_WRAPPER, str(peak_file), *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"ega-sim {' '.join(argv)} failed: {done.stderr.decode()}")
+        return seconds, int(peak_file.read_text()) / 1024
+
+
 def run_logs_bench(
     *, scenario_name: str = "feed_medium", requests: int = 100_000, as_json: bool = False
 ) -> dict:
     """Wall time and peak memory of `ega-sim simulate-logs` in a fresh process (market
     generation included), as a user runs it."""
-    import resource
-    import subprocess
-    import sys
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ega_sim.cli",
-                "simulate-logs",
-                "--scenario",
-                scenario_name,
-                "--requests",
-                str(requests),
-                "--out",
-                f"{scratch}/logs",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        seconds = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        argv = ["simulate-logs", "--scenario", scenario_name, "--requests", str(requests)]
+        seconds, peak_mib = _fresh_process([*argv, "--out", f"{scratch}/logs"])
     record = {
         "benchmark": "simulate-logs",
         "scenario": scenario_name,
@@ -241,6 +271,96 @@ def run_logs_bench(
         as_json,
     )
     return record
+
+
+def run_paynet_bench(
+    *,
+    requests: int = 100_000,
+    n_bidders: int = 10,
+    n_slots: int = 4,
+    steps: int = 2_000,
+    checkpoint: str | None = None,
+    threads: int = 1,
+    repeats: int = 5,
+    as_json: bool = False,
+) -> list[dict]:
+    """The payment network's cost. Inference: auctions/s of cascade/paynet on the position
+    bench auction, alone and with exact regret (16 bids per interval), next to cascade/vcg
+    (an untrained network of the default shape costs what a trained one does). Training: wall
+    time and peak memory of `ega-sim train --mechanism cascade/paynet` in a fresh process on
+    textbook and three_bidders_two_slots, and on feed_small from a cascade `checkpoint`."""
+    import tempfile
+
+    from ega_sim.mechanisms.registry import paynet_mechanism
+    from ega_sim.payment.network import PaymentNetwork
+    from ega_sim.payment.rank_rule import rank_feature_count
+
+    torch.set_num_threads(threads)
+    scenario = _bench_scenario(n_bidders, n_slots)
+    world = PositionAuctionWorld(scenario)
+    batch = world.sample_requests(requests, make_generator(0, "bench"))
+    chunks = [batch.slice(start, start + 4_096) for start in range(0, requests, 4_096)]
+    network = PaymentNetwork(rank_feature_count(n_slots), generator=make_generator(0, "bench"))
+    records = []
+    cpu = torch.device("cpu")
+    for mechanism in (
+        make_mechanism("cascade/vcg", scenario),
+        paynet_mechanism("cascade", scenario, network),
+    ):
+        for label, with_regret in (("no regret", False), ("exact regret", True)):
+            seconds = _best_seconds(
+                lambda m=mechanism, r=with_regret: _run_chunks(m, world, chunks, r), repeats, cpu
+            )
+            record = {
+                "benchmark": f"paynet inference, {label}",
+                "mechanism": mechanism.name,
+                "scenario": scenario.name,
+                "requests": requests,
+                "threads": threads,
+                "seconds": seconds,
+                "auctions_per_second": requests / seconds,
+                "microseconds_per_request": 1e6 * seconds / requests,
+            }
+            records.append(record)
+            _emit(
+                record,
+                (
+                    f"{label:<14} {mechanism.name:<18} n={n_bidders} K={n_slots} "
+                    f"{requests:>9,} requests {seconds:8.3f} s  {requests / seconds:>12,.0f} "
+                    f"auctions/s  {1e6 * seconds / requests:7.2f} us/request  "
+                    f"({threads} thread(s), cpu)"
+                ),
+                as_json,
+            )
+    runs = [("textbook", None), ("three_bidders_two_slots", None)]
+    if checkpoint is not None:
+        runs.append(("feed_small", checkpoint))
+    for scenario_name, reuse in runs:
+        with tempfile.TemporaryDirectory() as scratch:
+            argv = ["train", "--scenario", scenario_name, "--mechanism", "cascade/paynet"]
+            argv += ["--steps", str(steps), "--out", f"{scratch}/paynet"]
+            if reuse is not None:
+                argv += ["--from", reuse]
+            seconds, peak_mib = _fresh_process(argv, threads)
+        record = {
+            "benchmark": "paynet training",
+            "scenario": scenario_name,
+            "steps": steps,
+            "seconds": seconds,
+            "peak_memory_mib": peak_mib,
+            "threads": threads,
+        }
+        records.append(record)
+        _emit(
+            record,
+            (
+                f"{'train cascade/paynet':<34} {scenario_name:<24} {steps:>6,} steps "
+                f"{seconds:8.1f} s wall, peak memory {peak_mib:,.0f} MiB "
+                f"({threads} thread(s), fresh process)"
+            ),
+            as_json,
+        )
+    return records
 
 
 def run_generative_bench(

@@ -37,6 +37,7 @@ BENCH_EXAMPLES = """examples:
   ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
   ega-sim bench --suite logs             # simulate-logs, 100,000 requests of feed_medium
   ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp with 16 and 64 beams
+  ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
 """
 
 
@@ -256,14 +257,17 @@ def _add_bench(subparsers) -> None:
         "myerson/threshold on a position auction, with and without exact regret), 'feed' "
         "(requests/s of evaluating the learned cascade/gsp on feed_small, without regret and "
         "with grid regret), 'logs' (wall time and peak memory of simulate-logs on feed_medium), "
-        "'ega' (requests/s of ega/gsp with 16 and 64 beams, from --checkpoint). "
+        "'ega' (requests/s of ega/gsp with 16 and 64 beams, from --checkpoint), 'paynet' "
+        "(inference cost of cascade/paynet against cascade/vcg; wall time and peak memory of "
+        "training it on textbook, three_bidders_two_slots and, from a --checkpoint of the "
+        "feed cascade, feed_small). "
         "Prints one line per measurement.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--suite",
-        choices=("position", "feed", "logs", "ega", "default", "all"),
+        choices=("position", "feed", "logs", "ega", "paynet", "default", "all"),
         default="default",
         help="default: position and feed; all adds logs",
     )
@@ -277,6 +281,9 @@ def _add_bench(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is kept")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--steps", type=int, default=2000, help="paynet: training steps (default 2000)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON Lines")
     parser.set_defaults(handler=_run_bench)
 
@@ -284,7 +291,7 @@ def _add_bench(subparsers) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from ega_sim.bench import run_feed_bench, run_logs_bench, run_position_auction_bench
 
-    for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots"):
+    for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots", "steps"):
         if getattr(args, key) < 1:
             raise ValueError(
                 f"--{key.replace('_', '-')}: expected an integer >= 1, got {getattr(args, key)}"
@@ -319,6 +326,19 @@ def _run_bench(args: argparse.Namespace) -> int:
         from ega_sim.bench import run_generative_bench
 
         run_generative_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
+    if args.suite == "paynet":
+        from ega_sim.bench import run_paynet_bench
+
+        run_paynet_bench(
+            requests=args.requests,
+            n_bidders=args.bidders,
+            n_slots=args.slots,
+            steps=args.steps,
+            checkpoint=args.checkpoint,
+            threads=args.threads,
+            repeats=args.repeats,
+            as_json=args.json,
+        )
     return 0
 
 

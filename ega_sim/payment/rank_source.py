@@ -71,13 +71,27 @@ class RankDeviationSource:
 
         return self._deviations(requests, misreports)
 
-    def validation_batch(self, requests: AuctionRequests, spec: MisreportSpec) -> Deviations:
-        """Truthful bids and the exact search of `spec` (interval_points bids per interval)."""
+    @torch.no_grad()
+    def validation_batch(
+        self, requests: AuctionRequests, spec: MisreportSpec, chunk: int = 512
+    ) -> Deviations:
+        """Truthful bids and the exact search of `spec` (interval_points bids per interval),
+        computed `chunk` requests at a time to bound memory."""
+        parts = []
+        for start in range(0, requests.batch_size, chunk):
+            part = requests.slice(start, start + chunk)
 
-        def misreports(view: BidderView) -> torch.Tensor:
-            exact = candidate_misreports(
-                spec, requests, view.threshold, interval_points=spec.interval_points
-            )
-            return torch.cat([requests.value_per_click.unsqueeze(2), exact], dim=2)
+            def misreports(view: BidderView, part=part) -> torch.Tensor:
+                exact = candidate_misreports(
+                    spec, part, view.threshold, interval_points=spec.interval_points
+                )
+                return torch.cat([part.value_per_click.unsqueeze(2), exact], dim=2)
 
-        return self._deviations(requests, misreports)
+            parts.append(self._deviations(part, misreports))
+        return Deviations(
+            *(torch.cat(tensors) for tensors in zip(*map(_fields, parts), strict=True))
+        )
+
+
+def _fields(deviations: Deviations) -> tuple[torch.Tensor, ...]:
+    return deviations.value, deviations.bid, deviations.clicks, deviations.price
