@@ -8,11 +8,13 @@ True
 """
 
 from ega_sim.config import ConfigError, load_scenario
+from ega_sim.envs import register_envs
 from ega_sim.evaluation import EvaluationResult, evaluate
 from ega_sim.mechanisms import make_mechanism, mechanism_names
 from ega_sim.provenance import package_version
 
 __version__ = package_version()
+register_envs()  # ega_sim/AdAuction-v0 for gymnasium.make
 
 __all__ = [
     "ConfigError",

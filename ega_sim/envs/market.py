@@ -1,0 +1,101 @@
+"""The loop every environment shares: draw requests, put the agents' bids in, run the mechanism,
+score the outcome under the ground-truth click model.
+
+Bids are multipliers of the value: bid = multiplier x value per click. What an advertiser sees
+of a request (its context): in a position auction its quality (pCTR) q_i; in a feed market its
+own mean value per click (it knows its business; the request's shock is in the value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ega_sim.config.feed_market import FeedMarketConfig
+from ega_sim.config.scenario import load_scenario
+from ega_sim.evaluation import make_world, resolve_device
+from ega_sim.mechanisms.base import per_bidder
+from ega_sim.mechanisms.registry import make_mechanism
+from ega_sim.world.click_model import resolve_list
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of B requests, per bidder [B, N] (0 where a bidder is not shown)."""
+
+    bids: torch.Tensor
+    price_per_click: torch.Tensor
+    slot: torch.Tensor  # long, the bidder's list position, -1 if not shown
+    expected_clicks: torch.Tensor
+    clicks: torch.Tensor  # realized (sampled) clicks
+    expected_utility: torch.Tensor  # (value - price) x expected clicks
+    realized_utility: torch.Tensor  # (value - price) x realized clicks
+
+
+class AuctionMarket:
+    """A scenario's world and mechanism, run on bids given as multipliers of the values."""
+
+    def __init__(self, scenario, mechanism: str, checkpoint=None, device="cpu"):
+        self.scenario = load_scenario(scenario)
+        self.device = resolve_device(device)
+        self.mechanism = (
+            make_mechanism(mechanism, self.scenario, checkpoint=checkpoint, device=self.device)
+            if isinstance(mechanism, str)
+            else mechanism
+        )
+        self.world = make_world(self.scenario, self.device)
+        self.feed = isinstance(self.scenario, FeedMarketConfig)
+        self.n_bidders = self.scenario.n_bidders
+
+    def draw(self, batch: int, generator: torch.Generator):
+        return self.world.sample_requests(batch, generator)
+
+    def context(self, requests) -> torch.Tensor:
+        """What each bidder sees besides its value [B, N] (see the module docstring)."""
+        if self.feed:
+            return self.world.market.advertiser_value_mean[requests.ad_advertiser]
+        return requests.quality
+
+    def observe(self, requests) -> np.ndarray:
+        """[B, N, 2] float32: (value per click, context) of every bidder."""
+        both = torch.stack([requests.value_per_click, self.context(requests)], dim=2)
+        return both.to(torch.float32).cpu().numpy()
+
+    @torch.no_grad()
+    def play(self, requests, multipliers: torch.Tensor, generator: torch.Generator) -> Round:
+        """Run the mechanism on bids = multipliers [B, N] x values; sample the clicks."""
+        values = requests.value_per_click
+        bids = multipliers.to(values) * values
+        outcome = self.mechanism.run(requests, bids)
+        slot_bidder = outcome.slot_bidder  # [B, K]
+        expected = self.world.expected_clicks(requests, outcome.allocation)  # [B, K]
+        if self.feed:
+            feed = resolve_list(
+                self.world.market,
+                requests,
+                outcome.allocation.slot_item,
+                outcome.allocation.slot_creative,
+            )
+            realized = self.world.click_model.sample(feed, generator).poi_clicks
+        else:
+            draws = torch.rand(expected.shape, generator=generator, dtype=expected.dtype)
+            realized = (draws.to(expected.device) < expected).to(expected.dtype)
+        n_bidders = self.n_bidders
+        shown = slot_bidder >= 0
+        positions = torch.arange(slot_bidder.shape[1], device=bids.device).expand_as(slot_bidder)
+        slot = per_bidder(torch.where(shown, positions + 1, 0), slot_bidder, n_bidders) - 1
+        price = per_bidder(outcome.price_per_click, slot_bidder, n_bidders)
+        expected_clicks = per_bidder(torch.where(shown, expected, 0.0), slot_bidder, n_bidders)
+        clicks = per_bidder(torch.where(shown, realized, 0.0), slot_bidder, n_bidders)
+        margin = values - price
+        return Round(
+            bids=bids,
+            price_per_click=price,
+            slot=slot,
+            expected_clicks=expected_clicks,
+            clicks=clicks,
+            expected_utility=margin * expected_clicks,
+            realized_utility=margin * clicks,
+        )

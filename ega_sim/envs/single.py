@@ -1,0 +1,182 @@
+"""`ega_sim/AdAuction-v0`: one focal advertiser learns how to bid against fixed opponents.
+
+Each step the agent bids on `requests_per_step` fresh requests (independent draws of the
+scenario): its action is one bid multiplier per request (bid = multiplier x value per click),
+the opponents bid by their strategy, the mechanism runs, and the reward is the agent's utility,
+(value - price per click) x clicks, summed over the step's requests: realized clicks sampled
+from the ground-truth click model (`reward="realized"`, the default) or expected clicks
+(`reward="expected"`).
+
+Spaces (R = requests_per_step):
+- observation: Box [R, 2] float32, per request the agent's value per click and its context (its
+  quality q in a position auction, its mean value per click in a feed market);
+- action: Box [R] float32 in [0, gamma_max]. An action outside the box, NaN or infinite is a
+  ValueError naming it: nothing is clipped.
+
+An episode is `max_steps` steps; it never terminates (the market goes on) and is truncated at
+`max_steps`. `info` holds numpy arrays [R]: `bid`, `price_per_click`, `slot` (list position
+from 0, -1 if not shown), `clicks`, `expected_clicks`, `expected_utility`, and
+`truthful_utility`, the expected utility the agent would have earned bidding its value against
+the same opponents' bids (the counterfactual of the regret measure).
+In a feed market the focal advertiser is the candidate ad `focal` of each request (a different
+advertiser every request, drawn by the market); in a position auction it is bidder `focal`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ega_sim.envs.market import AuctionMarket
+from ega_sim.envs.strategies import make_strategy
+from ega_sim.seeding import make_generator
+
+REWARDS = ("realized", "expected")
+
+
+def check_settings(
+    market: AuctionMarket,
+    focal: int,
+    requests_per_step: int,
+    max_steps: int,
+    gamma_max: float,
+    reward: str,
+) -> None:
+    """Validate the environment settings once, with errors that name the argument."""
+    for key, value in (("requests_per_step", requests_per_step), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
+    if isinstance(focal, bool) or not isinstance(focal, int) or not 0 <= focal < market.n_bidders:
+        raise ValueError(
+            f"focal: expected a bidder index in 0..{market.n_bidders - 1}, got {focal!r}"
+        )
+    if not (isinstance(gamma_max, int | float) and 0 < gamma_max < float("inf")):
+        raise ValueError(f"gamma_max: expected a number > 0, got {gamma_max!r}")
+    if reward not in REWARDS:
+        raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
+
+
+def check_actions(action, shape: tuple[int, ...], gamma_max: float) -> np.ndarray:
+    """The action as float64 multipliers of `shape`; anything outside [0, gamma_max] is an
+    error (ValueError naming what was wrong)."""
+    multipliers = np.asarray(action, dtype=np.float64)
+    if multipliers.shape != shape:
+        raise ValueError(f"action: expected shape {shape}, got {multipliers.shape}")
+    if not np.isfinite(multipliers).all():
+        raise ValueError("action: expected finite bid multipliers, got NaN or infinity")
+    top = float(np.float32(gamma_max))  # the Box's own bound, as float32
+    if (multipliers < 0).any() or (multipliers > top).any():
+        raise ValueError(
+            f"action: expected bid multipliers in [0, {gamma_max}], got "
+            f"{multipliers.min():.6g} .. {multipliers.max():.6g}"
+        )
+    return multipliers
+
+
+def play_focal(
+    market: AuctionMarket,
+    opponents,
+    requests,
+    focal: int,
+    multipliers: np.ndarray,
+    generator: torch.Generator,
+    reward: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One round: the focal bidder bids multipliers [B] x value, the opponents by their
+    strategy (which then learns from its utility). Returns the focal utility [B] (realized or
+    expected) and its info arrays [B], with the truthful counterfactual."""
+    values = requests.value_per_click
+    played = opponents.multipliers(values, generator).clone()  # [B, N]
+    played[:, focal] = torch.as_tensor(multipliers, dtype=values.dtype, device=values.device)
+    round_ = market.play(requests, played, generator)
+    truthful_bids = played.clone()
+    truthful_bids[:, focal] = 1.0
+    truthful = market.play(requests, truthful_bids, generator)
+    seats = [i for i in range(market.n_bidders) if i != focal]
+    opponents.update(played[:, seats], round_.expected_utility[:, seats])
+    utility = round_.realized_utility if reward == "realized" else round_.expected_utility
+
+    def mine(tensor: torch.Tensor) -> np.ndarray:
+        return tensor[:, focal].cpu().numpy()
+
+    info = {
+        "bid": mine(round_.bids),
+        "price_per_click": mine(round_.price_per_click),
+        "slot": mine(round_.slot),
+        "clicks": mine(round_.clicks),
+        "expected_clicks": mine(round_.expected_clicks),
+        "expected_utility": mine(round_.expected_utility),
+        "truthful_utility": mine(truthful.expected_utility),
+    }
+    return mine(utility), info
+
+
+class AdAuctionEnv(gym.Env):
+    """One focal advertiser against opponents of a fixed strategy (see the module docstring)."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario="textbook",
+        mechanism="cascade/gsp",
+        checkpoint=None,
+        opponents="truthful",
+        focal: int = 0,
+        requests_per_step: int = 1,
+        max_steps: int = 100,
+        gamma_max: float = 2.0,
+        reward: str = "realized",
+        device: str = "cpu",
+    ):
+        self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
+        check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
+        self.opponents = make_strategy(opponents)
+        self.focal = focal
+        self.requests_per_step = requests_per_step
+        self.max_steps = max_steps
+        self.gamma_max = float(gamma_max)
+        self.reward_kind = reward
+        self.observation_space = spaces.Box(
+            0.0, np.inf, shape=(requests_per_step, 2), dtype=np.float32
+        )
+        self.action_space = spaces.Box(
+            0.0, self.gamma_max, shape=(requests_per_step,), dtype=np.float32
+        )
+        self._generator: torch.Generator | None = None
+        self._requests = None
+        self._steps = 0
+
+    def _observe(self) -> np.ndarray:
+        self._requests = self.market.draw(self.requests_per_step, self._generator)
+        return self.market.observe(self._requests)[:, self.focal]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._generator is None:
+            # The torch stream is seeded from Gymnasium's np_random, itself from `seed`.
+            self._generator = make_generator(int(self.np_random.integers(2**62)), "env")
+        self._steps = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        if self._requests is None:
+            raise RuntimeError("AdAuctionEnv: call reset() before step()")
+        multipliers = check_actions(action, (self.requests_per_step,), self.gamma_max)
+        utility, info = play_focal(
+            self.market,
+            self.opponents,
+            self._requests,
+            self.focal,
+            multipliers,
+            self._generator,
+            self.reward_kind,
+        )
+        reward = float(utility.sum())
+        self._steps += 1
+        truncated = self._steps >= self.max_steps
+        return self._observe(), reward, False, truncated, info

@@ -1,0 +1,189 @@
+"""Strategic advertisers: the environments meet the Gymnasium and PettingZoo contracts, and
+best responses found through them match auction theory.
+
+The GSP oracle: n = 3 bidders with values U[0, 1], quality 1, slots alpha = (1, 1/2), truthful
+opponents. Bidding b with value v earns U(b) = v b^2 - 2 b^3 / 3 + (1 - b)(v b - b^2 / 2) for
+b <= 1 (slot 1 when b beats both others, paying the higher; slot 2 between them, paying the
+lower, at half the clicks), so U'(b) = v - b - b^2 / 2 = 0 at b*(v) = sqrt(1 + 2v) - 1: 0.732 at
+v = 1, with U(b*) / U(1) - 1 = 19.6%.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import ega_sim  # noqa: F401 (registers ega_sim/AdAuction-v0)
+from ega_sim.envs import ENV_ID, parallel_env
+from ega_sim.envs.best_response import learn_multiplier, utility_curve
+from ega_sim.envs.market import AuctionMarket
+from ega_sim.envs.strategies import UCBBandit, make_strategy
+from tests.conftest import position_auction, within_standard_errors
+
+# What check_env may say, and why it is fine here: the issue asks for a bid multiplier in
+# [0, gamma_max], not a normalized [-1, 1] box; values per click are unbounded above (a
+# lognormal has no maximum), so the observation box is too.
+ALLOWED_WARNINGS = (
+    "For Box action spaces, we recommend using a symmetric and normalized space",
+    "A Box observation space maximum value is infinity",
+)
+
+SCENARIOS = [("textbook", "cascade/gsp"), ("feed_small", "oracle_cascade/gsp")]
+
+
+@pytest.mark.parametrize(("scenario", "mechanism"), SCENARIOS)
+def test_check_env_passes_with_only_the_allowed_warnings(scenario, mechanism):
+    env = gymnasium.make(ENV_ID, scenario=scenario, mechanism=mechanism, requests_per_step=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    unexpected = [
+        str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)
+    ]
+    assert unexpected == []
+
+
+@pytest.mark.parametrize(("scenario", "mechanism"), SCENARIOS)
+def test_parallel_api_test_passes(scenario, mechanism):
+    from pettingzoo.test import parallel_api_test
+
+    env = parallel_env(scenario=scenario, mechanism=mechanism, requests_per_step=2, max_steps=4)
+    parallel_api_test(env, num_cycles=10)
+    expected = 5 if scenario == "textbook" else 120  # bidders / advertisers of the market
+    assert len(env.possible_agents) == expected
+
+
+def _trajectory(env, seed: int, steps: int = 6):
+    observation, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    seen = [observation]
+    for _ in range(steps):
+        observation, reward, _, truncated, info = env.step(env.action_space.sample())
+        prices = info.get("price_per_click", np.zeros(0))  # an autoreset step has no info
+        seen += [observation, np.asarray(reward), prices, np.asarray(truncated)]
+    return seen
+
+
+def test_same_seed_same_trajectory():
+    for make in (
+        lambda: gymnasium.make(ENV_ID, scenario="textbook", requests_per_step=4, max_steps=4),
+        lambda: gymnasium.make_vec(
+            ENV_ID,
+            num_envs=3,
+            vectorization_mode="vector_entry_point",
+            scenario="textbook",
+            requests_per_step=2,
+            max_steps=4,
+        ),
+    ):
+        first, second, other = (
+            _trajectory(make(), 5),
+            _trajectory(make(), 5),
+            _trajectory(make(), 6),
+        )
+        assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+        assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_native_vector_env_is_the_vector_entry_point_and_truncates_together():
+    envs = gymnasium.make_vec(
+        ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", max_steps=2
+    )
+    assert type(envs).__name__ == "AdAuctionVectorEnv"
+    observations, _ = envs.reset(seed=0)
+    assert observations.shape == (4, 1, 2)
+    ones = np.ones((4, 1), dtype=np.float32)
+    truncations = [envs.step(ones)[3] for _ in range(3)]
+    assert not truncations[0].any() and truncations[1].all() and not truncations[2].any()
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ([float("nan")], "finite"),
+        ([-0.1], r"in \[0, 2.0\]"),
+        ([2.5], r"in \[0, 2.0\]"),
+        ([1.0, 1.0], "shape"),
+    ],
+)
+def test_bad_actions_are_clear_errors(action, message):
+    env = gymnasium.make(ENV_ID, scenario="textbook", disable_env_checker=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        env.step(np.asarray(action, dtype=np.float32))
+    env.step(np.ones(1, dtype=np.float32))  # the state is intact
+
+
+def test_bad_settings_name_the_argument():
+    with pytest.raises(ValueError, match="focal"):
+        gymnasium.make(ENV_ID, scenario="textbook", focal=9)
+    with pytest.raises(ValueError, match="reward"):
+        gymnasium.make(ENV_ID, scenario="textbook", reward="clicks")
+    with pytest.raises(ValueError, match="opponents"):
+        gymnasium.make(ENV_ID, scenario="textbook", opponents="shade:x")
+    with pytest.raises(ValueError, match="opponents"):
+        make_strategy("greedy")
+
+
+def test_info_holds_the_truthful_counterfactual():
+    env = gymnasium.make(ENV_ID, scenario="textbook", mechanism="cascade/vcg", requests_per_step=64)
+    env.reset(seed=1)
+    _, _, _, _, info = env.step(np.ones(64, dtype=np.float32))  # truthful: the same bids
+    np.testing.assert_array_equal(info["expected_utility"], info["truthful_utility"])
+    _, _, _, _, info = env.step(np.full(64, 0.5, dtype=np.float32))
+    assert (info["expected_utility"] <= info["truthful_utility"] + 1e-12).all()  # VCG is IC
+
+
+def _gsp_utility(b: np.ndarray, v: float) -> np.ndarray:
+    b = np.minimum(b, 1.0)
+    return v * b**2 - 2 * b**3 / 3 + (1 - b) * (v * b - b**2 / 2)
+
+
+GSP_WORLD = position_auction(3, (1.0, 0.5))
+GRID = np.round(np.arange(0.50, 1.2001, 0.05), 2)
+FINE_GRID = np.append(np.round(np.arange(0.60, 0.9001, 0.01), 2), 1.0)  # around b*(1) = 0.732
+
+
+def test_best_response_under_gsp_is_sqrt_one_plus_two_v_minus_one():
+    curve = utility_curve(
+        AuctionMarket(GSP_WORLD, "cascade/gsp"), FINE_GRID, value=1.0, requests=100_000, seed=3
+    )
+    expected = _gsp_utility(FINE_GRID, 1.0)
+    assert all(
+        within_standard_errors(u, e, se)
+        for u, e, se in zip(curve.utility, expected, curve.utility_se, strict=True)
+    )
+    assert abs(curve.best_multiplier - (math.sqrt(3) - 1)) <= 0.03
+    gain = _gsp_utility(np.array([math.sqrt(3) - 1]), 1.0)[0] / (1 / 3) - 1  # 19.6%
+    assert abs(curve.gain_over_truthful - gain) <= 0.02
+
+
+def test_truthful_is_a_best_response_under_vcg():
+    curve = utility_curve(
+        AuctionMarket(GSP_WORLD, "cascade/vcg"), GRID, value=0.8, requests=100_000, seed=4
+    )
+    truthful = curve.utility_at(1.0)
+    # No multiplier beats truthful bidding by more than noise (paired differences).
+    assert ((curve.utility - truthful) <= 4.5 * curve.gain_se + 1e-12).all()
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "low", "high"), [("cascade/vcg", 0.8, 1.2), ("cascade/first", 0.0, 0.8)]
+)
+def test_bandit_learns_truthful_under_vcg_and_shading_under_first_price(mechanism, low, high):
+    env = gymnasium.make(
+        ENV_ID,
+        scenario="textbook",
+        mechanism=mechanism,
+        requests_per_step=256,
+        reward="expected",
+        max_steps=10_000,
+    )
+    env.reset(seed=0)
+    learned = learn_multiplier(env, UCBBandit(), steps=400)
+    assert low <= learned <= high
