@@ -31,6 +31,14 @@ TRAIN_EXAMPLES = """examples:
       --out runs/feed_small_ega_paynet
 """
 
+MISREPORT_EXAMPLES = """examples:
+  ega-sim misreport --scenario textbook --out reports/misreport
+  ega-sim misreport --scenario textbook --mechanism cascade/gsp cascade/vcg cascade/first \\
+      --ppo-steps 4096 --out reports/misreport
+  ega-sim misreport --scenario feed_small --mechanism oracle_cascade/gsp oracle_cascade/vcg \\
+      --requests 5000 --out reports/misreport_feed
+"""
+
 BENCH_EXAMPLES = """examples:
   ega-sim bench                          # position auctions and feed_small, 1 thread
   ega-sim bench --suite position --requests 1000000 --threads 2
@@ -249,6 +257,60 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_misreport(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "misreport",
+        help="which misreport pays: utility against bid multiplier, bandit and PPO bidders",
+        description="For each mechanism, against truthful opponents: the focal advertiser's "
+        "expected utility per request against its bid multiplier (0.05 .. 2.0), the best "
+        "multiplier, the one a UCB bandit converges to and (--ppo-steps, needs "
+        "stable-baselines3) the one a PPO agent bids, with their gains over truthful bidding. "
+        "Writes misreport.csv (tidy) and misreport.png to --out.",
+        epilog=MISREPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", required=True, help="scenario file or name")
+    parser.add_argument(
+        "--mechanism",
+        nargs="+",
+        default=None,
+        metavar="ALLOCATOR/PAYMENT",
+        help="default: cascade/gsp cascade/vcg cascade/first (position auctions)",
+    )
+    parser.add_argument("--checkpoint", default=None, help="folder of a trained mechanism")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per curve point")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bandit-steps", type=int, default=300, help="0 skips the bandit")
+    parser.add_argument("--ppo-steps", type=int, default=0, help="PPO training steps (0: none)")
+    parser.add_argument("--out", required=True, help="folder for misreport.csv and .png")
+    parser.set_defaults(handler=_run_misreport)
+
+
+def _run_misreport(args: argparse.Namespace) -> int:
+    from ega_sim.config.scenario import load_scenario
+    from ega_sim.envs.misreport import run_misreport_study, summary_lines, write_study
+
+    for key in ("requests", "bandit_steps", "ppo_steps"):
+        if getattr(args, key) < (1 if key == "requests" else 0):
+            raise ValueError(f"--{key.replace('_', '-')}: got {getattr(args, key)}")
+    scenario = load_scenario(args.scenario)
+    names = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
+    table = run_misreport_study(
+        scenario,
+        names,
+        checkpoint=args.checkpoint,
+        requests=args.requests,
+        seed=args.seed,
+        bandit_steps=args.bandit_steps,
+        ppo_steps=args.ppo_steps,
+    )
+    for line in summary_lines(table):
+        print(line)
+    for path in write_study(table, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
@@ -357,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(subparsers)
     _add_simulate_logs(subparsers)
     _add_train(subparsers)
+    _add_misreport(subparsers)
     _add_bench(subparsers)
     return parser
 

@@ -187,3 +187,74 @@ def test_bandit_learns_truthful_under_vcg_and_shading_under_first_price(mechanis
     env.reset(seed=0)
     learned = learn_multiplier(env, UCBBandit(), steps=400)
     assert low <= learned <= high
+
+
+def test_shaded_opponents_and_a_policy_opponent_play():
+    import torch
+
+    from ega_sim.envs.strategies import Shade
+
+    values = torch.rand(6, 5, dtype=torch.float64)
+    assert torch.equal(
+        make_strategy("shade:0.8").multipliers(values, None), torch.full_like(values, 0.8)
+    )
+    assert isinstance(make_strategy(Shade(0.5)), Shade)
+    env = gymnasium.make(ENV_ID, scenario="textbook", opponents="shade:0.5", requests_per_step=256)
+    env.reset(seed=0)
+    _, _, _, _, shaded = env.step(np.ones(256, dtype=np.float32))
+    env = gymnasium.make(ENV_ID, scenario="textbook", requests_per_step=256)
+    env.reset(seed=0)
+    _, _, _, _, truthful = env.step(np.ones(256, dtype=np.float32))
+    # Shading opponents leave more for a truthful focal bidder (same requests, same seed).
+    assert shaded["expected_utility"].sum() > truthful["expected_utility"].sum()
+
+
+def test_ppo_trains_improves_on_random_and_plays_as_an_opponent():
+    pytest.importorskip("stable_baselines3")
+    import torch
+
+    from ega_sim.envs.sb3 import PolicyStrategy, evaluate_policy, normalized, train_ppo
+
+    settings = dict(scenario="textbook", requests_per_step=16, reward="expected", max_steps=16)
+    env = normalized(gymnasium.make(ENV_ID, disable_env_checker=True, **settings))
+    env.reset(seed=0)
+    model = train_ppo(env, steps=512, seed=0, n_steps=128)  # a smoke run: seconds
+    evaluation = normalized(gymnasium.make(ENV_ID, disable_env_checker=True, **settings))
+    evaluation.reset(seed=1)
+    multiplier, utility = evaluate_policy(model, evaluation, steps=8)
+
+    class Uniform:  # the random policy: multipliers uniform on [0, 2]
+        rng = np.random.default_rng(0)
+
+        def predict(self, observation, deterministic=True):
+            return self.rng.uniform(-1, 1, observation.shape[:-1]).astype(np.float32), None
+
+    evaluation.reset(seed=1)
+    _, random_utility = evaluate_policy(Uniform(), evaluation, steps=8)
+    assert 0.0 <= multiplier <= 2.0
+    assert utility > random_utility
+    # Any SB3 policy bids as a strategy: [B, N] multipliers from values and contexts.
+    inner = gymnasium.make(ENV_ID, disable_env_checker=True, **settings)
+    strategy = PolicyStrategy(model)
+    values = torch.rand(40, 5, dtype=torch.float64)
+    # The model acts in [-1, 1]; as a strategy its actions are read in its own box.
+    played = strategy.multipliers(values, None, torch.ones_like(values))
+    assert played.shape == (40, 5) and bool((played >= 0).all())
+    assert inner.action_space.shape == (16,)
+
+
+def test_misreport_command_writes_the_table_and_figure(tmp_path, capsys):
+    import pandas as pd
+
+    from ega_sim.cli import main
+
+    argv = ["misreport", "--scenario", "single_slot", "--mechanism", "cascade/vcg", "cascade/first"]
+    assert main([*argv, "--requests", "2000", "--bandit-steps", "40", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "cascade/vcg" in out and "bandit" in out
+    table = pd.read_csv(tmp_path / "misreport.csv")
+    assert set(table["kind"]) == {"curve", "best_response", "bandit"}
+    assert len(table[table["kind"] == "curve"]) == 2 * 40
+    assert (tmp_path / "misreport.png").stat().st_size > 10_000
+    vcg = table[(table["mechanism"] == "cascade/vcg") & (table["kind"] == "best_response")]
+    assert float(vcg["multiplier"].iloc[0]) == 1.0  # truthful is the best response under VCG

@@ -73,7 +73,7 @@ def utility_curve(
     per_request = np.empty((grid.size, requests))
     for start in range(0, requests, chunk):
         part = drawn.slice(start, start + chunk)
-        played = strategy.multipliers(part.value_per_click, generator).clone()
+        played = strategy.multipliers(part.value_per_click, generator, market.context(part)).clone()
         for m, multiplier in enumerate(grid):
             played[:, focal] = multiplier
             round_ = market.play(part, played, generator)

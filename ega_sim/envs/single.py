@@ -90,7 +90,7 @@ def play_focal(
     strategy (which then learns from its utility). Returns the focal utility [B] (realized or
     expected) and its info arrays [B], with the truthful counterfactual."""
     values = requests.value_per_click
-    played = opponents.multipliers(values, generator).clone()  # [B, N]
+    played = opponents.multipliers(values, generator, market.context(requests)).clone()
     played[:, focal] = torch.as_tensor(multipliers, dtype=values.dtype, device=values.device)
     round_ = market.play(requests, played, generator)
     truthful_bids = played.clone()

@@ -1,10 +1,12 @@
 """Bidding strategies: how an advertiser turns its value into a bid, as a multiplier of it.
 
-A strategy answers `multipliers(values, generator) -> [B, N]` for the bidders it plays (the
-environments apply it to the opponents of the focal agent), and learners also `update` from the
-utility they earned. Opponents are named on the command line and in the environments by a
-spec string: "truthful", "shade:0.8" (constant multiplier), "bandit" or "bandit:ucb" (a UCB1
-learner over a grid of multipliers, shared by the seats it plays).
+A strategy answers `multipliers(values, generator, context) -> [B, N]` for the bidders it
+plays (the environments apply it to the opponents of the focal agent; `context` [B, N] is what
+each bidder sees besides its value, envs/market.py), and learners also `update` from the
+utility they earned. A trained Stable-Baselines3 policy plays through envs/sb3.py's
+PolicyStrategy. Opponents are named in the environments by a spec string: "truthful",
+"shade:0.8" (constant multiplier), "bandit" or "bandit:ucb" (a UCB1 learner over a grid of
+multipliers, shared by the seats it plays); or given as a strategy object.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Truthful:
 
     name = "truthful"
 
-    def multipliers(self, values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def multipliers(self, values: torch.Tensor, generator, context=None) -> torch.Tensor:
         return torch.ones_like(values)
 
     def update(self, multipliers: torch.Tensor, utility: torch.Tensor) -> None:
@@ -37,7 +39,7 @@ class Shade:
         self.multiplier = float(multiplier)
         self.name = f"shade:{self.multiplier:g}"
 
-    def multipliers(self, values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def multipliers(self, values: torch.Tensor, generator, context=None) -> torch.Tensor:
         return torch.full_like(values, self.multiplier)
 
     def update(self, multipliers: torch.Tensor, utility: torch.Tensor) -> None:
@@ -74,7 +76,7 @@ class UCBBandit:
         bonus = self.exploration * torch.sqrt(2 * math.log(rounds) / self.counts)
         return int(torch.argmax(mean + bonus))
 
-    def multipliers(self, values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def multipliers(self, values: torch.Tensor, generator, context=None) -> torch.Tensor:
         self.arm = self.choose()
         return torch.full_like(values, float(self.grid[self.arm]))
 

@@ -1,0 +1,212 @@
+"""`ega-sim misreport`: which misreport pays, mechanism by mechanism?
+
+For each mechanism, against truthful opponents: the focal advertiser's expected utility per
+request as a function of its bid multiplier (one curve, common random numbers, 95% intervals),
+the multiplier a UCB bandit converges to and, with Stable-Baselines3 installed, the value-
+weighted multiplier a PPO agent bids after training, each with its utility gain over truthful
+bidding. Results: a tidy table (misreport.csv, one row per mechanism, kind and multiplier) and a
+figure (misreport.png), both written atomically to the output folder.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pandas as pd
+
+from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.envs import ENV_ID
+from ega_sim.envs.best_response import learn_multiplier, utility_curve
+from ega_sim.envs.market import AuctionMarket
+from ega_sim.envs.strategies import MULTIPLIER_GRID, UCBBandit
+from ega_sim.provenance import provenance
+
+CURVE_GRID = tuple(round(0.05 * k, 2) for k in range(1, 41))  # 0.05 .. 2.0
+
+
+def _bandit(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int) -> float:
+    env = gymnasium.make(
+        ENV_ID,
+        scenario=scenario,
+        mechanism=mechanism,
+        checkpoint=checkpoint,
+        requests_per_step=per_step,
+        reward="expected",
+        max_steps=max(steps, 1),
+        disable_env_checker=True,
+    )
+    env.reset(seed=seed)
+    return learn_multiplier(env, UCBBandit(MULTIPLIER_GRID), steps)
+
+
+def _ppo(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int):
+    """(multiplier, utility per request of PPO, of truthful bidding on the same requests)."""
+    from ega_sim.envs.sb3 import evaluate_policy, normalized, train_ppo
+
+    def make():
+        return normalized(
+            gymnasium.make(
+                ENV_ID,
+                scenario=scenario,
+                mechanism=mechanism,
+                checkpoint=checkpoint,
+                requests_per_step=per_step,
+                reward="expected",
+                max_steps=16,
+                disable_env_checker=True,
+            )
+        )
+
+    env = make()
+    env.reset(seed=seed)
+    model = train_ppo(env, steps=steps, seed=seed)
+    evaluation = make()
+    evaluation.reset(seed=seed + 1)
+    multiplier, utility = evaluate_policy(model, evaluation, steps=16)
+
+    class Truthful:
+        def predict(self, observation, deterministic=True):
+            # 0 in [-1, 1] is multiplier 1 in the default [0, 2] box: bid the value.
+            return np.zeros(observation.shape[:-1], dtype=np.float32), None
+
+    evaluation.reset(seed=seed + 1)
+    _, truthful = evaluate_policy(Truthful(), evaluation, steps=16)
+    return multiplier, utility, truthful
+
+
+def run_misreport_study(
+    scenario,
+    mechanisms: list[str],
+    *,
+    checkpoint=None,
+    requests: int = 20_000,
+    seed: int = 0,
+    bandit_steps: int = 300,
+    ppo_steps: int = 0,
+    requests_per_step: int = 64,
+) -> pd.DataFrame:
+    """The tidy table of the study (see the module docstring)."""
+    rows = []
+    for name in mechanisms:
+        market = AuctionMarket(scenario, name, checkpoint)
+        curve = utility_curve(market, CURVE_GRID, requests=requests, seed=seed)
+        truthful = curve.utility_at(1.0)
+
+        def row(
+            kind: str,
+            multiplier: float,
+            utility: float,
+            se: float,
+            truthful=truthful,
+            name=name,
+            market=market,
+        ) -> dict:
+            gain = utility / truthful - 1 if truthful > 0 else math.nan
+            return {
+                "scenario": market.scenario.name,
+                "mechanism": name,
+                "kind": kind,
+                "multiplier": multiplier,
+                "utility_per_request": utility,
+                "utility_se": se,
+                "gain_over_truthful": gain,
+                "seed": seed,
+            }
+
+        for m, u, se in zip(curve.multipliers, curve.utility, curve.utility_se, strict=True):
+            rows.append(row("curve", float(m), float(u), float(se)))
+        best = int(np.argmax(curve.utility))
+        rows.append(
+            row("best_response", curve.best_multiplier, float(curve.utility[best]), math.nan)
+        )
+        if bandit_steps > 0:
+            learned = _bandit(scenario, name, checkpoint, bandit_steps, requests_per_step, seed)
+            nearest = int(np.argmin(np.abs(curve.multipliers - learned)))
+            rows.append(row("bandit", learned, float(curve.utility[nearest]), math.nan))
+        if ppo_steps > 0:
+            multiplier, utility, truthful_there = _ppo(
+                scenario, name, checkpoint, ppo_steps, requests_per_step, seed
+            )
+            rows.append(row("ppo", multiplier, utility, math.nan, truthful=truthful_there))
+    table = pd.DataFrame(rows)
+    for key, value in provenance().items():
+        table[key] = value
+    return table
+
+
+def misreport_figure(table: pd.DataFrame) -> bytes:
+    """Utility per request against the bid multiplier, one line per mechanism (95% bands), with
+    the learners' multipliers marked: a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    curves = table[table["kind"] == "curve"]
+    palette = dict(zip(curves["mechanism"].unique(), sns.color_palette(), strict=False))
+    for name, part in curves.groupby("mechanism", sort=False):
+        color = palette[name]
+        axes.plot(part["multiplier"], part["utility_per_request"], color=color, label=name)
+        band = 1.96 * part["utility_se"]
+        axes.fill_between(
+            part["multiplier"],
+            part["utility_per_request"] - band,
+            part["utility_per_request"] + band,
+            color=color,
+            alpha=0.2,
+        )
+        for kind, marker in (("bandit", "o"), ("ppo", "^"), ("best_response", "*")):
+            points = table[(table["mechanism"] == name) & (table["kind"] == kind)]
+            for _, point in points.iterrows():
+                nearest = part.iloc[(part["multiplier"] - point["multiplier"]).abs().argmin()]
+                axes.scatter(
+                    point["multiplier"],
+                    nearest["utility_per_request"],
+                    color=color,
+                    marker=marker,
+                    s=60,
+                    edgecolor="black",
+                    zorder=3,
+                )
+    axes.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes.set_xlabel("bid multiplier (bid / value)")
+    axes.set_ylabel("focal advertiser's utility per request")
+    axes.set_title("Utility against misreport, truthful opponents (* best, o bandit, ^ PPO)")
+    axes.legend(title="mechanism")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_study(table: pd.DataFrame, out: str | Path) -> list[Path]:
+    """misreport.csv and misreport.png in `out`, each written atomically."""
+    out = Path(out)
+    return [
+        write_text_atomic(out / "misreport.csv", table.to_csv(index=False)),
+        write_bytes_atomic(out / "misreport.png", misreport_figure(table)),
+    ]
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    """One line per mechanism: best response, bandit and PPO multipliers and gains."""
+    lines = []
+    for name, part in table.groupby("mechanism", sort=False):
+        pieces = [f"{name:<22}"]
+        for kind in ("best_response", "bandit", "ppo"):
+            found = part[part["kind"] == kind]
+            if len(found):
+                entry = found.iloc[0]
+                pieces.append(
+                    f"{kind} x{entry['multiplier']:.2f} ({entry['gain_over_truthful']:+.1%})"
+                )
+        lines.append("  ".join(pieces))
+    return lines
