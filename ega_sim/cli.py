@@ -46,6 +46,7 @@ BENCH_EXAMPLES = """examples:
   ega-sim bench --suite logs             # simulate-logs, 100,000 requests of feed_medium
   ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp with 16 and 64 beams
   ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
+  ega-sim bench --suite envs             # AdAuction-v0: single, SyncVectorEnv, native vector
 """
 
 
@@ -322,14 +323,15 @@ def _add_bench(subparsers) -> None:
         "'ega' (requests/s of ega/gsp with 16 and 64 beams, from --checkpoint), 'paynet' "
         "(inference cost of cascade/paynet against cascade/vcg; wall time and peak memory of "
         "training it on textbook, three_bidders_two_slots and, from a --checkpoint of the "
-        "feed cascade, feed_small). "
+        "feed cascade, feed_small), 'envs' (env steps/s of AdAuction-v0: single env, "
+        "SyncVectorEnv x64, native vector env x64 and x1024, on textbook and feed_small). "
         "Prints one line per measurement.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--suite",
-        choices=("position", "feed", "logs", "ega", "paynet", "default", "all"),
+        choices=("position", "feed", "logs", "ega", "paynet", "envs", "default", "all"),
         default="default",
         help="default: position and feed; all adds logs",
     )
@@ -388,6 +390,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from ega_sim.bench import run_generative_bench
 
         run_generative_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
+    if args.suite == "envs":
+        from ega_sim.bench import run_envs_bench
+
+        run_envs_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
     if args.suite == "paynet":
         from ega_sim.bench import run_paynet_bench
 
