@@ -258,3 +258,20 @@ def test_misreport_command_writes_the_table_and_figure(tmp_path, capsys):
     assert (tmp_path / "misreport.png").stat().st_size > 10_000
     vcg = table[(table["mechanism"] == "cascade/vcg") & (table["kind"] == "best_response")]
     assert float(vcg["multiplier"].iloc[0]) == 1.0  # truthful is the best response under VCG
+
+
+def test_best_response_strategy_bids_b_star_in_each_value_bin():
+    from ega_sim.envs.best_response import BestResponse
+
+    strategy = BestResponse(AuctionMarket(GSP_WORLD, "cascade/gsp"), requests=60_000, bins=10)
+    import torch
+
+    values = torch.tensor([[0.95, 0.55, 0.25]], dtype=torch.float64)
+    played = strategy.multipliers(values, None)[0].numpy()
+    # The bin's best multiplier against truthful opponents is near b*(v) / v at its values
+    # (bins are 0.1 wide, the grid 0.02, the utility flat near its top: 0.06 of slack).
+    expected = (np.sqrt(1 + 2 * values[0].numpy()) - 1) / values[0].numpy()
+    assert np.abs(played - expected).max() <= 0.06
+    env = gymnasium.make(ENV_ID, scenario=GSP_WORLD, opponents=strategy, requests_per_step=8)
+    env.reset(seed=0)
+    env.step(np.ones(8, dtype=np.float32))

@@ -135,7 +135,7 @@ class AdAuctionEnv(gym.Env):
     ):
         self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
         check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
-        self.opponents = make_strategy(opponents)
+        self.opponents = make_strategy(opponents, self.market)
         self.focal = focal
         self.requests_per_step = requests_per_step
         self.max_steps = max_steps

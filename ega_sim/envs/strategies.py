@@ -6,7 +6,8 @@ each bidder sees besides its value, envs/market.py), and learners also `update` 
 utility they earned. A trained Stable-Baselines3 policy plays through envs/sb3.py's
 PolicyStrategy. Opponents are named in the environments by a spec string: "truthful",
 "shade:0.8" (constant multiplier), "bandit" or "bandit:ucb" (a UCB1 learner over a grid of
-multipliers, shared by the seats it plays); or given as a strategy object.
+multipliers, shared by the seats it plays), "best_response" (per value bin, the multiplier that
+searched best against truthful bidders, envs/best_response.py); or given as a strategy object.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class UCBBandit:
         return float(self.grid[int(torch.argmax(mean))])
 
 
-def make_strategy(spec) -> Truthful | Shade | UCBBandit:
-    """A strategy from its spec string ("truthful", "shade:0.8", "bandit") or a strategy."""
+def make_strategy(spec, market=None):
+    """A strategy from its spec string ("truthful", "shade:0.8", "bandit", "best_response")
+    or a strategy object; `best_response` searches in `market` (envs/market.py)."""
     if not isinstance(spec, str):
         if hasattr(spec, "multipliers"):
             return spec
