@@ -283,3 +283,18 @@ def test_feed_cascade_paynet_trains_and_meets_the_contract(tmp_path, feed_small_
     check_mechanism(mechanism, scenario, requests=16)
     result = ega_sim.evaluate(mechanism, scenario, requests=8, seed=1, misreport="exact")
     assert result.ir_violation_rate == 0.0 and result.regret_mean >= 0
+
+
+def test_regret_floor_is_what_no_ir_price_can_remove():
+    from ega_sim.payment.deviations import Deviations
+    from ega_sim.payment.train import validation_figures
+
+    # Bidder 0 (value 1) is shown only when it bids 0.2: any price <= 0.2 leaves it 0.5 x 0.8.
+    # Bidder 1 (value 1) is shown more the more it bids: a monotone allocation, floor 0.
+    value = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    bid = torch.tensor([[[1.0, 0.2], [1.0, 0.5]]], dtype=torch.float64)
+    clicks = torch.tensor([[[0.0, 0.5], [0.6, 0.3]]], dtype=torch.float64)
+    price = torch.tensor([[[0.0, 0.1], [0.5, 0.25]]], dtype=torch.float64)
+    figures = validation_figures(Deviations(value, bid, clicks, price))
+    assert figures["regret_floor_mean"] == pytest.approx(0.4 / 2)
+    assert figures["regret_mean"] == pytest.approx((0.5 * 0.9 + 0.0) / 2)  # 0.6 x 0.5 > 0.3 x 0.75

@@ -113,8 +113,17 @@ class TrainState:
 
 
 def validation_figures(deviations: Deviations) -> dict[str, float]:
-    """Revenue, regret and IR of a validation batch, per request and per bidder (no grad)."""
+    """Revenue, regret and IR of a validation batch, per request and per bidder (no grad).
+
+    `regret_floor_mean` is the regret no IR payment rule (0 <= price <= bid) can remove:
+    u(b') >= clicks(b') (v - b') and u(v) <= clicks(v) v, so a bidder shown more when bidding
+    less (a non-monotone allocation) keeps max(0, max_c clicks_c (v - b_c) - clicks_0 v).
+    It is 0 on a monotone allocator; on a generated list it says how much of the regret is
+    the allocator's, not the prices'."""
     regret = deviations.regret()  # [B, N]
+    value = deviations.value.unsqueeze(2)
+    floor = (deviations.clicks * (value - deviations.bid)).amax(dim=2)
+    floor = (floor - deviations.clicks[..., 0] * deviations.value).clamp(min=0.0)
     revenue = float(deviations.revenue().mean())
     shown = deviations.clicks[..., 0] > 0
     over_bid = shown & (deviations.price[..., 0] > deviations.bid[..., 0])
@@ -124,6 +133,7 @@ def validation_figures(deviations: Deviations) -> dict[str, float]:
         "regret_mean": float(regret.mean()),  # per (request, bidder)
         "regret_max": float(regret.max()),
         "regret_per_revenue": float(regret.sum(1).mean()) / revenue if revenue > 0 else 0.0,
+        "regret_floor_mean": float(floor.mean()),
         "ir_violations": int(over_bid.sum()),
     }
 
