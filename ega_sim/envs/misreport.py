@@ -28,17 +28,22 @@ from ega_sim.provenance import provenance
 CURVE_GRID = tuple(round(0.05 * k, 2) for k in range(1, 41))  # 0.05 .. 2.0
 
 
-def _bandit(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int) -> float:
-    env = gymnasium.make(
+def _env(scenario, mechanism, checkpoint, per_step: int, max_steps: int):
+    """AdAuction-v0 against truthful opponents, rewarded with expected utility."""
+    return gymnasium.make(
         ENV_ID,
         scenario=scenario,
         mechanism=mechanism,
         checkpoint=checkpoint,
         requests_per_step=per_step,
         reward="expected",
-        max_steps=max(steps, 1),
+        max_steps=max_steps,
         disable_env_checker=True,
     )
+
+
+def _bandit(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int) -> float:
+    env = _env(scenario, mechanism, checkpoint, per_step, max(steps, 1))
     env.reset(seed=seed)
     return learn_multiplier(env, UCBBandit(MULTIPLIER_GRID), steps)
 
@@ -48,18 +53,7 @@ def _ppo(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int):
     from ega_sim.envs.sb3 import evaluate_policy, normalized, train_ppo
 
     def make():
-        return normalized(
-            gymnasium.make(
-                ENV_ID,
-                scenario=scenario,
-                mechanism=mechanism,
-                checkpoint=checkpoint,
-                requests_per_step=per_step,
-                reward="expected",
-                max_steps=16,
-                disable_env_checker=True,
-            )
-        )
+        return normalized(_env(scenario, mechanism, checkpoint, per_step, 16))
 
     env = make()
     env.reset(seed=seed)

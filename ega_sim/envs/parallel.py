@@ -21,7 +21,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from ega_sim.envs.market import AuctionMarket
-from ega_sim.envs.single import REWARDS, check_actions
+from ega_sim.envs.single import check_actions, check_settings
 from ega_sim.seeding import make_generator
 
 
@@ -42,13 +42,7 @@ class AdAuctionParallelEnv(ParallelEnv):
         device: str = "cpu",
     ):
         self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
-        for key, value in (("requests_per_step", requests_per_step), ("max_steps", max_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}: expected an integer >= 1, got {value!r}")
-        if not (isinstance(gamma_max, int | float) and 0 < gamma_max < float("inf")):
-            raise ValueError(f"gamma_max: expected a number > 0, got {gamma_max!r}")
-        if reward not in REWARDS:
-            raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
+        check_settings(self.market, 0, requests_per_step, max_steps, gamma_max, reward)
         if self.market.feed:
             count = int(self.market.world.market.advertiser_value_mean.shape[0])
             self.possible_agents = [f"advertiser_{a}" for a in range(count)]

@@ -115,6 +115,56 @@ def play_focal(
     return mine(utility), info
 
 
+class FocalGame:
+    """What AdAuctionEnv and its native vector version share: the market, the opponents, the
+    settings (validated here, once), the spaces of one sub-environment, and one round of play."""
+
+    def __init__(
+        self,
+        scenario,
+        mechanism,
+        checkpoint,
+        opponents,
+        focal: int,
+        requests_per_step: int,
+        max_steps: int,
+        gamma_max: float,
+        reward: str,
+        device: str,
+    ):
+        self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
+        check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
+        self.opponents = make_strategy(opponents, self.market)
+        self.focal = focal
+        self.requests_per_step = requests_per_step
+        self.max_steps = max_steps
+        self.gamma_max = float(gamma_max)
+        self.reward = reward
+        self.observation_space = spaces.Box(
+            0.0, np.inf, shape=(requests_per_step, 2), dtype=np.float32
+        )
+        self.action_space = spaces.Box(
+            0.0, self.gamma_max, shape=(requests_per_step,), dtype=np.float32
+        )
+
+    def observe(self, requests) -> np.ndarray:
+        """[B, 2] float32: the focal bidder's value and context in each request."""
+        return self.market.observe(requests)[:, self.focal]
+
+    def play(self, requests, action, shape: tuple[int, ...], generator: torch.Generator):
+        """Check `action` (of `shape`), play it; (utility [B], info arrays [B])."""
+        multipliers = check_actions(action, shape, self.gamma_max).reshape(-1)
+        return play_focal(
+            self.market,
+            self.opponents,
+            requests,
+            self.focal,
+            multipliers,
+            generator,
+            self.reward,
+        )
+
+
 class AdAuctionEnv(gym.Env):
     """One focal advertiser against opponents of a fixed strategy (see the module docstring)."""
 
@@ -133,27 +183,27 @@ class AdAuctionEnv(gym.Env):
         reward: str = "realized",
         device: str = "cpu",
     ):
-        self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
-        check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
-        self.opponents = make_strategy(opponents, self.market)
-        self.focal = focal
-        self.requests_per_step = requests_per_step
-        self.max_steps = max_steps
-        self.gamma_max = float(gamma_max)
-        self.reward_kind = reward
-        self.observation_space = spaces.Box(
-            0.0, np.inf, shape=(requests_per_step, 2), dtype=np.float32
+        self.game = FocalGame(
+            scenario,
+            mechanism,
+            checkpoint,
+            opponents,
+            focal,
+            requests_per_step,
+            max_steps,
+            gamma_max,
+            reward,
+            device,
         )
-        self.action_space = spaces.Box(
-            0.0, self.gamma_max, shape=(requests_per_step,), dtype=np.float32
-        )
+        self.observation_space = self.game.observation_space
+        self.action_space = self.game.action_space
         self._generator: torch.Generator | None = None
         self._requests = None
         self._steps = 0
 
     def _observe(self) -> np.ndarray:
-        self._requests = self.market.draw(self.requests_per_step, self._generator)
-        return self.market.observe(self._requests)[:, self.focal]
+        self._requests = self.game.market.draw(self.game.requests_per_step, self._generator)
+        return self.game.observe(self._requests)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -166,17 +216,8 @@ class AdAuctionEnv(gym.Env):
     def step(self, action):
         if self._requests is None:
             raise RuntimeError("AdAuctionEnv: call reset() before step()")
-        multipliers = check_actions(action, (self.requests_per_step,), self.gamma_max)
-        utility, info = play_focal(
-            self.market,
-            self.opponents,
-            self._requests,
-            self.focal,
-            multipliers,
-            self._generator,
-            self.reward_kind,
-        )
-        reward = float(utility.sum())
+        shape = (self.game.requests_per_step,)
+        utility, info = self.game.play(self._requests, action, shape, self._generator)
         self._steps += 1
-        truncated = self._steps >= self.max_steps
-        return self._observe(), reward, False, truncated, info
+        truncated = self._steps >= self.game.max_steps
+        return self._observe(), float(utility.sum()), False, truncated, info

@@ -15,14 +15,11 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 from gymnasium.vector.vector_env import AutoresetMode
 
-from ega_sim.envs.market import AuctionMarket
-from ega_sim.envs.single import check_actions, check_settings, play_focal
-from ega_sim.envs.strategies import make_strategy
+from ega_sim.envs.single import FocalGame
 from ega_sim.seeding import make_generator
 
 
@@ -47,21 +44,21 @@ class AdAuctionVectorEnv(VectorEnv):
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")
-        self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
-        check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
+        self.game = FocalGame(
+            scenario,
+            mechanism,
+            checkpoint,
+            opponents,
+            focal,
+            requests_per_step,
+            max_steps,
+            gamma_max,
+            reward,
+            device,
+        )
         self.num_envs = num_envs
-        self.opponents = make_strategy(opponents, self.market)
-        self.focal = focal
-        self.requests_per_step = requests_per_step
-        self.max_steps = max_steps
-        self.gamma_max = float(gamma_max)
-        self.reward_kind = reward
-        self.single_observation_space = spaces.Box(
-            0.0, np.inf, shape=(requests_per_step, 2), dtype=np.float32
-        )
-        self.single_action_space = spaces.Box(
-            0.0, self.gamma_max, shape=(requests_per_step,), dtype=np.float32
-        )
+        self.single_observation_space = self.game.observation_space
+        self.single_action_space = self.game.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._generator: torch.Generator | None = None
@@ -70,10 +67,9 @@ class AdAuctionVectorEnv(VectorEnv):
         self._needs_reset = False
 
     def _observe(self) -> np.ndarray:
-        total = self.num_envs * self.requests_per_step
-        self._requests = self.market.draw(total, self._generator)
-        observed = self.market.observe(self._requests)[:, self.focal]  # [n R, 2]
-        return observed.reshape(self.num_envs, self.requests_per_step, 2)
+        per_step = self.game.requests_per_step
+        self._requests = self.game.market.draw(self.num_envs * per_step, self._generator)
+        return self.game.observe(self._requests).reshape(self.num_envs, per_step, 2)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Reset every sub-environment (`seed`: one int; a list is refused, since the
@@ -96,20 +92,11 @@ class AdAuctionVectorEnv(VectorEnv):
             self._needs_reset = False
             zeros = np.zeros(n, dtype=bool)
             return self._observe(), np.zeros(n), zeros, zeros.copy(), {}
-        shape = (n, self.requests_per_step)
-        multipliers = check_actions(actions, shape, self.gamma_max).reshape(-1)
-        utility, info = play_focal(
-            self.market,
-            self.opponents,
-            self._requests,
-            self.focal,
-            multipliers,
-            self._generator,
-            self.reward_kind,
-        )
+        shape = (n, self.game.requests_per_step)
+        utility, info = self.game.play(self._requests, actions, shape, self._generator)
         rewards = utility.reshape(shape).sum(axis=1)
         info = {key: value.reshape(shape) for key, value in info.items()}
         self._steps += 1
-        truncated = np.full(n, self._steps >= self.max_steps)
+        truncated = np.full(n, self._steps >= self.game.max_steps)
         self._needs_reset = bool(truncated[0])
         return self._observe(), rewards, np.zeros(n, dtype=bool), truncated, info
