@@ -5,9 +5,11 @@ payment rule that is ex-post IC and IR and earns the most revenue is VCG (the th
 payment). This script trains `cascade/paynet` on position-auction scenarios and prints, on
 held-out requests: its revenue against `cascade/vcg`, its exact-method regret, and the mean
 absolute error of its prices against VCG's, request by request (same requests, same slots).
+With `--allocator myerson` the reference is `myerson/threshold`, the optimal auction.
 
     python experiments/paynet_vs_vcg.py --scenario three_bidders_two_slots textbook single_slot
     python experiments/paynet_vs_vcg.py --scenario textbook --steps 4000 --out runs/paynet_vcg
+    python experiments/paynet_vs_vcg.py --scenario single_slot --allocator myerson
 
 Each line is also JSON with --json. Training runs on one CPU thread unless --threads says more.
 """
@@ -28,13 +30,18 @@ from ega_sim.payment.fit import train_paynet
 from ega_sim.payment.train import PaynetTrainConfig
 from ega_sim.seeding import make_generator
 
+REFERENCE = {"cascade": "cascade/vcg", "myerson": "myerson/threshold"}
 
-def price_error(scenario, checkpoint: Path, requests: int, seed: int) -> tuple[float, float]:
-    """Mean |paynet price - VCG price| per click over shown ads, and the mean VCG price."""
+
+def price_error(
+    scenario, allocator: str, checkpoint: Path, requests: int, seed: int
+) -> tuple[float, float]:
+    """Mean |paynet price - reference price| per click over shown ads, and the mean
+    reference price."""
     world = make_world(scenario, torch.device("cpu"))
     batch = world.sample_requests(requests, make_generator(seed, "price_error"))
-    paynet = ega_sim.make_mechanism("cascade/paynet", scenario, checkpoint=checkpoint)
-    vcg = ega_sim.make_mechanism("cascade/vcg", scenario)
+    paynet = ega_sim.make_mechanism(f"{allocator}/paynet", scenario, checkpoint=checkpoint)
+    vcg = ega_sim.make_mechanism(REFERENCE[allocator], scenario)
     with torch.no_grad():
         learned = paynet.run(batch, batch.value_per_click)
         reference = vcg.run(batch, batch.value_per_click)
@@ -44,18 +51,22 @@ def price_error(scenario, checkpoint: Path, requests: int, seed: int) -> tuple[f
     return float(error), float(reference.price_per_click[shown].mean())
 
 
-def run(name: str, config: PaynetTrainConfig, out: Path, seed: int, requests: int) -> dict:
+def run(
+    name: str, allocator: str, config: PaynetTrainConfig, out: Path, seed: int, requests: int
+) -> dict:
     scenario = ega_sim.load_scenario(name)
     started = time.perf_counter()
-    report = train_paynet(scenario, "cascade", out, config, seed=seed, progress=True)
+    report = train_paynet(scenario, allocator, out, config, seed=seed, progress=True)
     seconds = time.perf_counter() - started
     learned = ega_sim.evaluate(
-        "cascade/paynet", scenario, requests=requests, seed=seed + 1000, checkpoint=out
+        f"{allocator}/paynet", scenario, requests=requests, seed=seed + 1000, checkpoint=out
     )
-    vcg = ega_sim.evaluate("cascade/vcg", scenario, requests=requests, seed=seed + 1000)
-    error, mean_price = price_error(scenario, out, requests, seed + 2000)
+    vcg = ega_sim.evaluate(REFERENCE[allocator], scenario, requests=requests, seed=seed + 1000)
+    error, mean_price = price_error(scenario, allocator, out, requests, seed + 2000)
     return {
         "scenario": name,
+        "allocator": allocator,
+        "reference": REFERENCE[allocator],
         "seed": seed,
         "steps": config.steps,
         "train_seconds": round(seconds, 1),
@@ -78,6 +89,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scenario", nargs="+", default=["three_bidders_two_slots"])
+    parser.add_argument("--allocator", choices=sorted(REFERENCE), default="cascade")
     parser.add_argument("--steps", type=int, default=None, help="default: PaynetTrainConfig's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--requests", type=int, default=20_000, help="held-out requests")
@@ -92,16 +104,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.out) if args.out else Path(scratch)
         for name in args.scenario:
-            row = run(name, config, root / name, args.seed, args.requests)
+            row = run(name, args.allocator, config, root / name, args.seed, args.requests)
             if args.json:
                 print(json.dumps(row), flush=True)
                 continue
             print(
-                f"{name}: trained {row['steps']} steps in {row['train_seconds']} s; revenue "
-                f"{row['revenue_paynet']:.4f} vs VCG {row['revenue_vcg']:.4f} (ratio "
+                f"{name} {args.allocator}/paynet: trained {row['steps']} steps in "
+                f"{row['train_seconds']} s; revenue {row['revenue_paynet']:.4f} vs "
+                f"{row['reference']} {row['revenue_vcg']:.4f} (ratio "
                 f"{row['revenue_ratio']:.4f}); regret per bidder "
                 f"{row['regret_per_bidder_over_revenue']:.3%} of revenue, max "
-                f"{row['regret_max']:.4f}, psi {row['psi']:.3%}; price MAE vs VCG "
+                f"{row['regret_max']:.4f}, psi {row['psi']:.3%}; price MAE vs the reference "
                 f"{row['price_mae']:.4f} ({row['price_mae_relative']:.2%} of the mean price); "
                 f"IR violations {row['ir_violation_rate']}",
                 flush=True,
