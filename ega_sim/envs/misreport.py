@@ -199,8 +199,11 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
             found = part[part["kind"] == kind]
             if len(found):
                 entry = found.iloc[0]
+                gain = entry["gain_over_truthful"]
+                change = f"{gain:+.1%}" if math.isfinite(gain) else "truthful earns 0"
                 pieces.append(
-                    f"{kind} x{entry['multiplier']:.2f} ({entry['gain_over_truthful']:+.1%})"
+                    f"{kind} x{entry['multiplier']:.2f} (u {entry['utility_per_request']:.4f}, "
+                    f"{change})"
                 )
         lines.append("  ".join(pieces))
     return lines
