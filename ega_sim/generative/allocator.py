@@ -55,6 +55,8 @@ class GenerativeParts:
 
 
 class GenerativeMechanism:
+    rerun_rows = 2_048  # rows per re-run call in the regret search: beam search is heavy
+
     def __init__(
         self,
         allocator_name: str,

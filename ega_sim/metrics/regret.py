@@ -126,12 +126,13 @@ def rerun_utility(
     """u_i of bidder i bidding misreports[b, i, c] alone, by re-running the whole mechanism
     (allocation and payment) and the world's click model on every (bidder, misreport):
     [B, N, C]. The reference path, and the only one where clicks depend on the whole list.
-    A mechanism with a bid-independent stage (`prepare`) computes it once per request."""
+    A mechanism with a bid-independent stage (`prepare`) computes it once per request; one with
+    a heavy allocation sets `rerun_rows`, the rows per call (default RERUN_ROWS)."""
     batch, n_bidders, n_candidates = misreports.shape
     per_request = n_bidders * n_candidates
     if context is None and hasattr(mechanism, "prepare"):
         context = mechanism.prepare(requests)
-    step = max(1, RERUN_ROWS // per_request)
+    step = max(1, getattr(mechanism, "rerun_rows", RERUN_ROWS) // per_request)
     parts = []
     for start in range(0, batch, step):
         stop = min(batch, start + step)

@@ -18,8 +18,6 @@ from ega_sim.payment.deviations import Deviations, training_misreports
 from ega_sim.payment.generated_rule import generated_features
 from ega_sim.payment.network import PaymentNetwork
 
-CACHE_ROWS = 2_048  # re-runs per allocator call
-
 
 class GeneratedDeviationSource:
     """Cached deviations of a generative allocator for a fixed set of requests."""
@@ -48,7 +46,7 @@ class GeneratedDeviationSource:
         )  # [R, N, C]
         n_requests, n_bidders, n_candidates = bids.shape
         per_request = n_bidders * n_candidates
-        step = max(1, CACHE_ROWS // per_request)
+        step = max(1, mechanism.rerun_rows // per_request)  # re-runs per allocator call
         features, clicks = [], []
         scale = float(network.value_scale)
         starts = range(0, n_requests, step)
