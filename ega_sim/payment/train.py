@@ -237,8 +237,8 @@ def train_payment_network(
             state.rho = min(state.rho * config.rho_growth, config.rho_max)
         if progress:
             bar.set_postfix(
-                revenue=f"{float(revenue) * state.welfare_scale:.4f}",
-                regret=f"{float(regret.sum()) * state.welfare_scale:.2e}",
+                revenue=f"{float(revenue.detach()) * state.welfare_scale:.4f}",
+                regret=f"{float(regret.detach().sum()) * state.welfare_scale:.2e}",
                 lam=f"{float(state.multipliers.mean()):.2f}",
                 rho=f"{state.rho:.1f}",
                 refresh=False,
