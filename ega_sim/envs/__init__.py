@@ -11,7 +11,12 @@ entry points), with its native vector version as the `vector_entry_point`:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gymnasium
+
+if TYPE_CHECKING:
+    from ega_sim.envs.parallel import AdAuctionParallelEnv
 
 ENV_ID = "ega_sim/AdAuction-v0"
 
@@ -28,7 +33,7 @@ def register_envs() -> None:
     )
 
 
-def parallel_env(**kwargs):
+def parallel_env(**kwargs) -> AdAuctionParallelEnv:
     """A PettingZoo ParallelEnv where every bidder (or advertiser) is an agent."""
     from ega_sim.envs.parallel import AdAuctionParallelEnv
 

@@ -7,8 +7,14 @@ files hold pickled objects, which this toolkit never loads from disk.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import gymnasium
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from stable_baselines3 import PPO
 
 
 class PolicyStrategy:
@@ -41,7 +47,7 @@ class PolicyStrategy:
         """A trained policy is fixed while it plays."""
 
 
-def normalized(env):
+def normalized(env: gymnasium.Env) -> gymnasium.Env:
     """`env` with actions rescaled to [-1, 1] (SB3's Gaussian policies start at 0, which is
     then the middle of [0, gamma_max], multiplier 1 for gamma_max = 2, not the edge bid 0)."""
     from gymnasium.wrappers import RescaleAction
@@ -51,7 +57,9 @@ def normalized(env):
     return RescaleAction(env, low, high)
 
 
-def train_ppo(env, *, steps: int, seed: int = 0, n_steps: int = 128, batch_size: int = 64):
+def train_ppo(
+    env: gymnasium.Env, *, steps: int, seed: int = 0, n_steps: int = 128, batch_size: int = 64
+) -> PPO:
     """A PPO bidder (MLP policy, CPU) trained for `steps` environment steps on `env`, a
     normalized (see `normalized`) AdAuction-v0."""
     try:

@@ -13,10 +13,25 @@ searched best against truthful bidders, envs/best_response.py); or given as a st
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
 MULTIPLIER_GRID = tuple(round(0.1 * k, 1) for k in range(1, 21))  # 0.1 .. 2.0
+
+
+class Strategy(Protocol):
+    """What the environments need of a bidding strategy."""
+
+    name: str
+
+    def multipliers(self, values: torch.Tensor, generator, context=None) -> torch.Tensor:
+        """Bid multipliers [B, N] for values [B, N] (and contexts [B, N])."""
+        ...
+
+    def update(self, multipliers: torch.Tensor, utility: torch.Tensor) -> None:
+        """Learn from the utility [B, N'] the multipliers [B, N'] earned."""
+        ...
 
 
 class Truthful:
@@ -96,7 +111,7 @@ class UCBBandit:
         return float(self.grid[int(torch.argmax(mean))])
 
 
-def make_strategy(spec, market=None):
+def make_strategy(spec, market=None) -> Strategy:
     """A strategy from its spec string ("truthful", "shade:0.8", "bandit", "best_response")
     or a strategy object; `best_response` searches in `market` (envs/market.py)."""
     if not isinstance(spec, str):

@@ -74,7 +74,9 @@ def make_mechanism(
     return RankMechanism(ALLOCATORS[allocator_name](scenario), payment_rule)
 
 
-def paynet_mechanism(allocator_name: str, scenario, network, checkpoint=None, device="cpu"):
+def paynet_mechanism(
+    allocator_name: str, scenario, network, checkpoint=None, device: str | torch.device = "cpu"
+):
     """`allocator_name/paynet` priced by `network` (the allocator's own parts from
     `checkpoint` where it has learned ones)."""
     from ega_sim.payment.rank_rule import LearnedPayment

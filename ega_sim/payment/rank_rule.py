@@ -26,7 +26,9 @@ def rank_feature_count(n_slots: int) -> int:
     return 3 * n_slots + 2
 
 
-def rank_features(view: BidderView, slot: torch.Tensor, bid: torch.Tensor, value_scale: float):
+def rank_features(
+    view: BidderView, slot: torch.Tensor, bid: torch.Tensor, value_scale: float
+) -> torch.Tensor:
     """Features [B, R, C, 3K + 2] of the bidders of `view` ending in `slot` [B, R, C] having bid
     `bid` [B, R, C] (see the module docstring)."""
     n_slots = view.n_slots
