@@ -1,9 +1,27 @@
-"""The checkpoint.json every trained mechanism folder carries, read with clear errors."""
+"""Checkpoint files: the checkpoint.json every trained mechanism folder carries, read with clear
+errors, and tensor files written atomically and loaded with weights_only=True."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+import torch
+
+from ega_sim.atomic import write_bytes_atomic
+
+
+def save_tensors(path: str | Path, tensors) -> Path:
+    """torch.save of a state dict (tensors and plain containers), written atomically."""
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_tensors(path: str | Path):
+    """What `save_tensors` wrote, onto the CPU, with weights_only=True (no pickled code)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_checkpoint_record(

@@ -81,7 +81,7 @@ def focal_utilities(
         stop = start + part.value_per_click.shape[0]
         for m, multiplier in enumerate(grid):
             played[:, focal] = multiplier
-            round_ = market.play(part, played, generator)
+            round_ = market.play(part, played, None)  # expected utility: no click sampling
             per_request[m, start:stop] = round_.expected_utility[:, focal].cpu().numpy()
     return grid, drawn.value_per_click[:, focal].cpu().numpy(), per_request
 

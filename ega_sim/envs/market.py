@@ -29,7 +29,7 @@ class Round:
     price_per_click: torch.Tensor
     slot: torch.Tensor  # long, the bidder's list position, -1 if not shown
     expected_clicks: torch.Tensor
-    clicks: torch.Tensor  # realized (sampled) clicks
+    clicks: torch.Tensor  # realized (sampled) clicks; the expected ones when not sampled
     expected_utility: torch.Tensor  # (value - price) x expected clicks
     realized_utility: torch.Tensor  # (value - price) x realized clicks
 
@@ -64,14 +64,17 @@ class AuctionMarket:
         return both.to(torch.float32).cpu().numpy()
 
     @torch.no_grad()
-    def play(self, requests, multipliers: torch.Tensor, generator: torch.Generator) -> Round:
-        """Run the mechanism on bids = multipliers [B, N] x values; sample the clicks."""
+    def play(self, requests, multipliers: torch.Tensor, generator: torch.Generator | None) -> Round:
+        """Run the mechanism on bids = multipliers [B, N] x values; sample the clicks from
+        `generator` (None: no sampling, the realized figures are the expected ones)."""
         values = requests.value_per_click
         bids = multipliers.to(values) * values
         outcome = self.mechanism.run(requests, bids)
         slot_bidder = outcome.slot_bidder  # [B, K]
         expected = self.world.expected_clicks(requests, outcome.allocation)  # [B, K]
-        if self.feed:
+        if generator is None:
+            realized = expected
+        elif self.feed:
             feed = resolve_list(
                 self.world.market,
                 requests,

@@ -95,7 +95,7 @@ def play_focal(
     round_ = market.play(requests, played, generator)
     truthful_bids = played.clone()
     truthful_bids[:, focal] = 1.0
-    truthful = market.play(requests, truthful_bids, generator)
+    truthful = market.play(requests, truthful_bids, None)  # expected figures only
     seats = [i for i in range(market.n_bidders) if i != focal]
     opponents.update(played[:, seats], round_.expected_utility[:, seats])
     utility = round_.realized_utility if reward == "realized" else round_.expected_utility

@@ -15,16 +15,13 @@ stage.json written last that marks the stage finished) and skipped when the comm
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from ega_sim.atomic import write_bytes_atomic, write_text_atomic
-from ega_sim.checkpoints import read_checkpoint_record
+from ega_sim.atomic import write_text_atomic
+from ega_sim.checkpoints import load_tensors, read_checkpoint_record, save_tensors
 from ega_sim.config.errors import ConfigError
 from ega_sim.generative.alignment import AlignmentConfig, align
 from ega_sim.generative.allocator import GenerativeMechanism, GenerativeParts
@@ -105,16 +102,6 @@ class EGAConfig:
             raise ConfigError(source, "<root>", "valid settings", str(error)) from None
 
 
-def _save(path: Path, tensors: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(tensors, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def _stage_dir(out: Path, stage: str) -> Path:
     return out / "stages" / stage
 
@@ -147,14 +134,14 @@ def generator_config(config: EGAConfig, tables, scenario) -> GeneratorConfig:
 
 
 def _save_tokenizers(path: Path, tokenizers: ItemTokenizers) -> None:
-    _save(
+    save_tensors(
         path / "tokenizers.pt",
         {"poi_ids": tokenizers.poi_ids, "creative_ids": tokenizers.creative_ids},
     )
 
 
 def _load_tokenizers(path: Path, report: dict) -> ItemTokenizers:
-    tensors = _load(path / "tokenizers.pt")
+    tensors = load_tensors(path / "tokenizers.pt")
     return ItemTokenizers(
         tensors["poi_ids"],
         tensors["creative_ids"],
@@ -200,7 +187,7 @@ def train_ega(
         generator, done = pretrain_generator(
             logs, tables, shape, config.pretrain, seed=seed, progress=progress
         )
-        _save(stage / "generator.pt", generator.state_dict())
+        save_tensors(stage / "generator.pt", generator.state_dict())
         _finish(out, "pretrain", done)
     reports["pretrain"] = done
 
@@ -209,7 +196,7 @@ def train_ega(
         rm, done = train_reward_model(
             logs, tokenizers, config.reward_model, seed=seed, progress=progress
         )
-        _save(stage / "reward_model.pt", rm.state_dict())
+        save_tensors(stage / "reward_model.pt", rm.state_dict())
         _finish(out, "reward_model", done)
     reports["reward_model"] = done
 
@@ -227,7 +214,7 @@ def train_ega(
                 ctr_weight=config.ctr_weight,
             )
             done = align(mechanism, logs, config.alignment, seed=seed, progress=progress)
-            _save(stage / "generator.pt", parts.generator.state_dict())
+            save_tensors(stage / "generator.pt", parts.generator.state_dict())
             _finish(out, "alignment", done)
         reports["alignment"] = done
 
@@ -263,10 +250,10 @@ def load_parts(
         raise ValueError(
             f"checkpoint: {out} has no finished alignment stage; rerun `ega-sim train`"
         )
-    generator.load_state_dict(_load(_stage_dir(out, which) / "generator.pt"))
+    generator.load_state_dict(load_tensors(_stage_dir(out, which) / "generator.pt"))
     generator.eval()
     rm = PermutationAwareRM.for_market(config.reward_model, platform, tokenizers)
-    rm.load_state_dict(_load(_stage_dir(out, "reward_model") / "reward_model.pt"))
+    rm.load_state_dict(load_tensors(_stage_dir(out, "reward_model") / "reward_model.pt"))
     rm.eval()
     return GenerativeParts(platform, tokenizers, tables, generator, rm)
 

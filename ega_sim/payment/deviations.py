@@ -7,6 +7,7 @@ truth (in a position auction the two agree): a platform learns prices from what 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,13 @@ class Deviations:
     bid: torch.Tensor  # [B, N, C]
     clicks: torch.Tensor  # expected clicks (own model) where bid c puts the bidder, 0 if nowhere
     price: torch.Tensor  # price per click there, 0 if nowhere
+
+    @classmethod
+    def concatenate(cls, parts: list[Deviations]) -> Deviations:
+        """Batches joined along the request axis."""
+        return cls(
+            *(torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls))
+        )
 
     @property
     def utility(self) -> torch.Tensor:

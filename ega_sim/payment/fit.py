@@ -10,14 +10,13 @@ training, train_state.pt (for resuming).
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import torch
 
-from ega_sim.atomic import write_bytes_atomic, write_text_atomic
-from ega_sim.checkpoints import read_checkpoint_record
+from ega_sim.atomic import write_text_atomic
+from ega_sim.checkpoints import load_tensors, read_checkpoint_record, save_tensors
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.metrics.regret import MisreportSpec
 from ega_sim.payment.network import PaymentNetwork, PaynetConfig
@@ -141,9 +140,7 @@ def train_paynet(
         state_path=state_path,
         progress=progress,
     )
-    buffer = io.BytesIO()
-    torch.save(network.state_dict(), buffer)
-    write_bytes_atomic(directory / "paynet.pt", buffer.getvalue())
+    save_tensors(directory / "paynet.pt", network.state_dict())
     record = {
         "format_version": PAYNET_FORMAT,
         "kind": "paynet",
@@ -177,8 +174,7 @@ def load_payment_network(checkpoint: str | Path, scenario, allocator_name: str) 
         )
     shape = PaynetTrainConfig.from_dict(record["train"], str(directory / "checkpoint.json"))
     network = PaymentNetwork(int(record["n_features"]), shape.network)
-    state = torch.load(directory / "paynet.pt", map_location="cpu", weights_only=True)
-    network.load_state_dict(state)
+    network.load_state_dict(load_tensors(directory / "paynet.pt"))
     network.eval()
     return network
 

@@ -88,10 +88,4 @@ class RankDeviationSource:
                 return torch.cat([part.value_per_click.unsqueeze(2), exact], dim=2)
 
             parts.append(self._deviations(part, misreports))
-        return Deviations(
-            *(torch.cat(tensors) for tensors in zip(*map(_fields, parts), strict=True))
-        )
-
-
-def _fields(deviations: Deviations) -> tuple[torch.Tensor, ...]:
-    return deviations.value, deviations.bid, deviations.clicks, deviations.price
+        return Deviations.concatenate(parts)

@@ -13,7 +13,6 @@ of the source and the training state is saved, so an interrupted run resumes.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ega_sim.atomic import write_bytes_atomic
+from ega_sim.checkpoints import load_tensors, save_tensors
 from ega_sim.config.errors import ConfigError
 from ega_sim.payment.deviations import Deviations
 from ega_sim.payment.network import PaymentNetwork, PaynetConfig
@@ -139,8 +138,8 @@ def validation_figures(deviations: Deviations) -> dict[str, float]:
 
 
 def _save_state(path: Path, network, optimizer, schedule, state: TrainState, generator) -> None:
-    buffer = io.BytesIO()
-    torch.save(
+    save_tensors(
+        path,
         {
             "network": network.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -154,9 +153,7 @@ def _save_state(path: Path, network, optimizer, schedule, state: TrainState, gen
             "since_update": state.since_update,
             "generator": generator.get_state(),
         },
-        buffer,
     )
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 def train_payment_network(
@@ -179,7 +176,7 @@ def train_payment_network(
     )
     started = time.perf_counter()
     if state_path is not None and state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = load_tensors(state_path)
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])

@@ -7,7 +7,6 @@ report gives validation log loss and AUC beside those of a constant predictor.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ega_sim.atomic import write_bytes_atomic, write_text_atomic
-from ega_sim.checkpoints import read_checkpoint_record
+from ega_sim.atomic import write_text_atomic
+from ega_sim.checkpoints import load_tensors, read_checkpoint_record, save_tensors
 from ega_sim.logs.store import Logs
 from ega_sim.provenance import provenance
 from ega_sim.ranking.features import (
@@ -161,9 +160,7 @@ def save_cascade_checkpoint(
 ) -> Path:
     """DIR/pctr.pt (a state dict, loaded with weights_only=True) and DIR/checkpoint.json."""
     out = Path(out)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    write_bytes_atomic(out / "pctr.pt", buffer.getvalue())
+    save_tensors(out / "pctr.pt", model.state_dict())
     record = {
         "format_version": CHECKPOINT_FORMAT,
         "kind": "cascade",
@@ -198,7 +195,7 @@ def load_cascade_checkpoint(
             f"checkpoint: {record_path} has no valid 'pctr' settings ({error})"
         ) from None
     try:
-        state = torch.load(directory / "pctr.pt", map_location="cpu", weights_only=True)
+        state = load_tensors(directory / "pctr.pt")
         model.load_state_dict(state)
     except (OSError, RuntimeError, EOFError) as error:
         raise ValueError(
