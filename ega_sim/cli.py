@@ -1,4 +1,4 @@
-"""The `ega-sim` command line: evaluate mechanisms and benchmark them."""
+"""The `ega-sim` command line: run experiments, evaluate, train and benchmark mechanisms."""
 
 from __future__ import annotations
 
@@ -48,6 +48,120 @@ BENCH_EXAMPLES = """examples:
   ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
   ega-sim bench --suite envs             # AdAuction-v0: single, SyncVectorEnv, native vector
 """
+
+
+RUN_EXAMPLES = """examples:
+  ega-sim run experiments/quickstart.toml                 # report in reports/quickstart/
+  ega-sim run experiments/textbook.toml --quick           # smoke run: reports/textbook-quick/
+  ega-sim run experiments/paper_table2.toml --workers 4 --artifacts runs/trained
+  ega-sim run experiments/paper_table3.toml --workers 4 --artifacts runs/trained
+  ega-sim run experiments/paper_figure5.toml --executor ray --address ray://head:10001
+"""
+
+REPORT_EXAMPLES = """examples:
+  ega-sim report reports/quickstart      # redraw report.md, report.html and the figures
+"""
+
+
+def _add_run(subparsers) -> None:
+    from ega_sim.experiments.executors import EXECUTORS
+
+    parser = subparsers.add_parser(
+        "run",
+        help="run an experiment file: train, evaluate every cell, write tables and a report",
+        description="Run an experiment (a TOML file, see experiments/README.md): its cells "
+        "(scenario x mechanism x sweep point x seed) run as independent tasks after the "
+        "trained parts they need; each cell's result is written as soon as it finishes and "
+        "skipped when the command is repeated, so an interrupted run resumes. Writes "
+        "results.csv (tidy; and .parquet with pyarrow), curves.csv, regret.csv, report.md, "
+        "report.html and figures/ into the report folder.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("experiment", help="experiment file (TOML)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local worker processes (default) or Ray tasks (pip install 'ega-sim[distributed]')",
+    )
+    parser.add_argument("--address", default=None, help="ray: address of an existing cluster")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="tasks at a time (default: CPU cores)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per task (default 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: few requests, tiny training"
+    )
+    parser.add_argument(
+        "--out", default=None, help="report folder (default reports/<experiment>[-quick]/)"
+    )
+    parser.add_argument(
+        "--artifacts",
+        default=None,
+        help="folder of trained parts, shareable between experiments (default OUT/artifacts)",
+    )
+    parser.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from ega_sim.experiments import load_experiment, quick_spec, run_experiment
+    from ega_sim.experiments.report import report_lines
+
+    spec = load_experiment(args.experiment)
+    if args.quick:
+        spec = quick_spec(spec)
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address: only with --executor ray")
+    summary = run_experiment(
+        spec,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        threads=args.threads,
+        address=args.address,
+        artifacts=args.artifacts,
+    )
+    print(
+        f"{spec.name}: {summary.cells} cells, {summary.reused} finished before, "
+        f"{summary.computed} computed now, {len(summary.failed)} failed; "
+        f"{summary.seconds:.0f} s"
+    )
+    if summary.failed:
+        for line in summary.failed:
+            print(f"  failed: {line}", file=sys.stderr)
+        print(
+            f"rerun the same command to retry them; finished cells are kept in {summary.out}",
+            file=sys.stderr,
+        )
+        return 1
+    for line in report_lines(summary.out):
+        print(line)
+    print(f"report: {summary.out / 'report.html'}")
+    return 0
+
+
+def _add_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="redraw an experiment's tables and report from its stored results",
+        description="Rebuild results.csv, the figures, report.md and report.html of a report "
+        "folder from its finished cells (OUT/cells/*.json), without rerunning anything.",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("folder", help="report folder written by `ega-sim run`")
+    parser.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ega_sim.experiments import write_outputs
+
+    for path in write_outputs(Path(args.folder)):
+        print(path)
+    return 0
 
 
 def _add_evaluate(subparsers) -> None:
@@ -414,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ega-sim",
         description="Simulate ad auctions and measure mechanisms (GSP, VCG, Myerson, EGA-V2).",
-        epilog="example:\n  ega-sim evaluate --scenario textbook\n\n"
+        epilog="examples:\n  ega-sim run experiments/quickstart.toml\n"
+        "  ega-sim evaluate --scenario textbook\n\n"
         "Run 'ega-sim COMMAND --help' for a command's options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -422,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"ega-sim {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(subparsers)
+    _add_report(subparsers)
     _add_evaluate(subparsers)
     _add_simulate_logs(subparsers)
     _add_train(subparsers)

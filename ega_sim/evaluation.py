@@ -9,6 +9,7 @@ the mechanism's own CTR model sees.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.outcomes import measure_outcome
-from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
+from ega_sim.metrics.regret import PAPER_MULTIPLIERS, MisreportSpec, misreport_utility
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.market_world import FeedMarketWorld
@@ -53,6 +54,7 @@ class EvaluationResult:
     seed: int
     misreport: str
     device: str
+    regret_requests: int  # regret is measured on the first regret_requests requests
     revenue_per_request: float
     revenue_per_request_se: float
     rpm: float  # revenue per 1,000 requests
@@ -76,12 +78,29 @@ class EvaluationResult:
     regret_mean_model: float  # the same under the mechanism's own CTR model
     psi_model: float
     ir_violation_rate: float  # share of shown ads whose price per click exceeds their bid
+    ctr_poi_model: float  # ctr_poi as the mechanism's own CTR model predicts it
+    rpm_model: float  # rpm with the model's clicks instead of the truth's
     seconds: float
     version: str
     git_commit: str
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvaluationDetails:
+    """What a report draws beyond the means: the utility curve of a unilateral misreport by a
+    fixed multiplier (grid or dense search only), and a sample of per-pair regrets."""
+
+    multipliers: tuple[float, ...]  # empty when the search has no fixed multipliers
+    curve_utility: tuple[float, ...]  # mean over (request, bidder) of the deviator's utility
+    curve_utility_se: tuple[float, ...]  # over requests
+    regret_sample: tuple[float, ...]  # (request, bidder) pairs with regret or utility > 0
+    utility_sample: tuple[float, ...]  # their truthful utility
+
+
+REGRET_SAMPLE = 2_000
 
 
 def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
@@ -128,7 +147,19 @@ def make_world(scenario: ScenarioConfig, device: torch.device):
     return PositionAuctionWorld(scenario, device=device)
 
 
-def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, torch.Tensor]:
+def _curve_multipliers(spec: MisreportSpec) -> tuple[float, ...]:
+    """The fixed multipliers of a grid or dense search (other searches have none)."""
+    if spec.method == "grid":
+        return PAPER_MULTIPLIERS
+    if spec.method == "dense":
+        step = spec.gamma_max / (spec.dense_points - 1)
+        return tuple(step * k for k in range(spec.dense_points))
+    return ()
+
+
+def _measure_chunk(
+    spec: MisreportSpec, mechanism, world, batch, with_regret: bool
+) -> dict[str, torch.Tensor]:
     """Per-request series of one chunk (regret per request: mean over its bidders)."""
     bids = batch.value_per_click  # truthful
     context = mechanism.prepare(batch) if hasattr(mechanism, "prepare") else None
@@ -142,6 +173,7 @@ def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, to
         ad_clicks = world.expected_clicks(batch, outcome.allocation)
     measured = measure_outcome(batch, bids, outcome, ad_clicks)
     shown = outcome.allocation.shown
+    model_clicks = torch.where(shown, outcome.allocation.slot_ctr_model, 0.0)  # [B, K]
     nan = torch.full_like(measured.revenue, math.nan)
     series = {
         "revenue": measured.revenue,
@@ -153,13 +185,18 @@ def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, to
         "img_clicks": torch.where(shown, clicks.img_clicks, 0.0).sum(1) if market else nan,
         "feed_clicks": clicks.poi_clicks.sum(1) if market else measured.clicks,
         "gmv": clicks.gmv.sum(1) if market else nan,
+        "model_clicks": model_clicks.sum(1),
+        "model_revenue": (outcome.price_per_click * model_clicks).sum(1),
     }
-    if spec.method != "none":
-        regret = ex_post_regret(spec, mechanism, world, batch, bids, measured.utility, **extra)
+    if with_regret:
+        _, deviation = misreport_utility(spec, mechanism, world, batch, bids, **extra)
+        regret = (deviation.amax(dim=2) - measured.utility).clamp(min=0.0)  # [B, N]
         series["regret"] = regret.mean(1)
         series["regret_max"] = regret.amax(1)
         series["regret_pairs"] = regret
         series["utility_pairs"] = measured.utility
+        if _curve_multipliers(spec):
+            series["curve"] = deviation.mean(1)  # [B, C]
         if market and hasattr(mechanism, "ad_auction"):
             regret_model, utility_model = model_regret(spec, mechanism, batch, bids, context)
         elif market:  # no model-side regret for this mechanism (yet): NaN, not the truth's
@@ -171,23 +208,49 @@ def _measure_chunk(spec: MisreportSpec, mechanism, world, batch) -> dict[str, to
     return series
 
 
-def evaluate(
+def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):
+    """Up to REGRET_SAMPLE (request, bidder) pairs that regret or earn something, drawn
+    without replacement from the run's seed."""
+    active = ((regret > 0) | (utility > 0)).flatten()
+    regret, utility = regret.flatten()[active], utility.flatten()[active]
+    if regret.numel() > REGRET_SAMPLE:
+        keep = torch.randperm(regret.numel(), generator=make_generator(seed, "regret_sample"))
+        keep = keep[:REGRET_SAMPLE].sort().values
+        regret, utility = regret[keep], utility[keep]
+    return tuple(regret.tolist()), tuple(utility.tolist())
+
+
+def evaluate(mechanism, scenario: ScenarioConfig | str | Path, **options) -> EvaluationResult:
+    """Run `mechanism` (a name like "cascade/vcg", or a mechanism) on truthful requests; the
+    options are `evaluate_detailed`'s."""
+    return evaluate_detailed(mechanism, scenario, **options)[0]
+
+
+def evaluate_detailed(
     mechanism,
     scenario: ScenarioConfig | str | Path,
     *,
     requests: int = 10_000,
     seed: int = 0,
     misreport: str | MisreportSpec = "exact",
+    regret_requests: int | None = None,
     device: str | torch.device = "cpu",
     chunk_size: int | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = False,
-) -> EvaluationResult:
-    """Run `mechanism` (a name like "cascade/vcg", or a mechanism) on truthful requests.
-    `checkpoint` is where a learned mechanism given by name loads its trained parts."""
+) -> tuple[EvaluationResult, EvaluationDetails]:
+    """`evaluate`, with the utility curve and a regret sample. `checkpoint` is where a learned
+    mechanism given by name loads its trained parts; regret is measured on the first
+    `regret_requests` requests (all by default: a search that re-runs beam search is costly)."""
     scenario = load_scenario(scenario)
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: expected an integer >= 1, got {requests!r}")
+    regret_requests = requests if regret_requests is None else regret_requests
+    if isinstance(regret_requests, bool) or not isinstance(regret_requests, int):
+        raise ValueError(f"regret_requests: expected an integer >= 1, got {regret_requests!r}")
+    if regret_requests < 1:
+        raise ValueError(f"regret_requests: expected an integer >= 1, got {regret_requests!r}")
+    regret_requests = min(regret_requests, requests)
     spec = misreport if isinstance(misreport, MisreportSpec) else MisreportSpec(method=misreport)
     device = resolve_device(device)
     if isinstance(mechanism, str):
@@ -199,11 +262,15 @@ def evaluate(
 
     started = time.perf_counter()
     all_requests = world.sample_requests(requests, make_generator(seed, "requests"))
+    with_regret = spec.method != "none"
+    # Chunks end where the regret requests end, so a chunk is measured with or without regret.
+    bounds = sorted({*range(0, requests, chunk_size), regret_requests, requests})
     parts: dict[str, list[torch.Tensor]] = {}
-    starts = range(0, requests, chunk_size)
-    for start in tqdm(starts, desc=mechanism.name, disable=not progress, unit="chunk"):
-        batch = all_requests.slice(start, start + chunk_size)
-        for key, value in _measure_chunk(spec, mechanism, world, batch).items():
+    chunks = list(itertools.pairwise(bounds))
+    for start, stop in tqdm(chunks, desc=mechanism.name, disable=not progress, unit="chunk"):
+        batch = all_requests.slice(start, stop)
+        regret_here = with_regret and start < regret_requests
+        for key, value in _measure_chunk(spec, mechanism, world, batch, regret_here).items():
             parts.setdefault(key, []).append(value)
     joined = {k: torch.cat(v).cpu() for k, v in parts.items()}
     if device.type == "cuda":
@@ -217,26 +284,37 @@ def evaluate(
     ads = float(joined["ads"].sum())
     # A feed list fills every slot; a position auction shows only its ads.
     shown_items = requests * scenario.n_slots if isinstance(scenario, FeedMarketConfig) else ads
-    if spec.method == "none":
+    multipliers, curve, curve_se, regret_sample, utility_sample = (), (), (), (), ()
+    if not with_regret:
         regret_mean = regret_se = regret_max = psi = regret_model = psi_model = math.nan
         psi_per_ad = math.nan
     else:
         regret_mean, regret_se = _mean_and_se(joined["regret"])
         regret_max = float(joined["regret_max"].max())
         n_bidders = scenario.n_bidders
-        psi = _ratio(float(joined["regret"].sum()) * n_bidders, float(joined["utility"].sum()))
+        regret_utility = joined["utility"][:regret_requests]
+        psi = _ratio(float(joined["regret"].sum()) * n_bidders, float(regret_utility.sum()))
         psi_per_ad = _psi_per_ad(joined["regret_pairs"], joined["utility_pairs"])
         regret_model = float(joined["regret_model"].mean())
         psi_model = _ratio(
             float(joined["regret_model"].sum()) * n_bidders, float(joined["utility_model"].sum())
         )
-    return EvaluationResult(
+        regret_sample, utility_sample = _regret_sample(
+            joined["regret_pairs"], joined["utility_pairs"], seed
+        )
+        if "curve" in joined:
+            multipliers = _curve_multipliers(spec)
+            per_point = [_mean_and_se(column) for column in joined["curve"].T]
+            curve = tuple(mean for mean, _ in per_point)
+            curve_se = tuple(se for _, se in per_point)
+    result = EvaluationResult(
         mechanism=mechanism.name,
         scenario=scenario.name,
         requests=requests,
         seed=seed,
         misreport=spec.method,
         device=str(device),
+        regret_requests=regret_requests if with_regret else 0,
         revenue_per_request=revenue,
         revenue_per_request_se=revenue_se,
         rpm=1000.0 * revenue,
@@ -260,6 +338,10 @@ def evaluate(
         regret_mean_model=regret_model,
         psi_model=psi_model,
         ir_violation_rate=_ratio(float(joined["ir"].sum()), ads),
+        ctr_poi_model=_ratio(float(joined["model_clicks"].sum()), ads),
+        rpm_model=1000.0 * float(joined["model_revenue"].mean()),
         seconds=seconds,
         **provenance(),
     )
+    details = EvaluationDetails(multipliers, curve, curve_se, regret_sample, utility_sample)
+    return result, details

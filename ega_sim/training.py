@@ -14,6 +14,32 @@ from ega_sim.logs.store import read_logs
 from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, train_pctr
 
 
+def training_config(section: str, table: dict, source: str = "<dict>"):
+    """The training config of `section` ("cascade": PCTRTrainConfig, "ega": EGAConfig,
+    "paynet": PaynetTrainConfig) from a TOML table; unknown keys and bad values are
+    ConfigErrors naming `source` and the key."""
+    from ega_sim.config.errors import ConfigError
+    from ega_sim.generative.train import EGAConfig
+    from ega_sim.payment.train import PaynetTrainConfig
+
+    if section == "ega":
+        return EGAConfig.from_dict(table, source)
+    if section == "paynet":
+        return PaynetTrainConfig.from_dict(table, source)
+    if section != "cascade":
+        raise ValueError(f"training section: expected cascade, ega or paynet, got {section!r}")
+    known = {spec.name for spec in dataclasses.fields(PCTRTrainConfig)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(source, key, f"one of {', '.join(sorted(known))}", "unknown key")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(source, key, "a number > 0", value)
+    config = dataclasses.replace(PCTRTrainConfig(), **table)
+    if not isinstance(config.epochs, int):
+        raise ConfigError(source, "epochs", "an integer >= 1", config.epochs)
+    return config
+
+
 def _train_generative(
     scenario,
     logs,

@@ -6,9 +6,12 @@ A scenario is named by a path to a `.toml` file or by the name of a shipped scen
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ega_sim.config.errors import ConfigError
 from ega_sim.config.feed_market import FeedMarketConfig, parse_feed_market
@@ -172,9 +175,33 @@ def resolve_scenario_path(path_or_name: str | Path) -> Path:
     )
 
 
-def load_scenario(path_or_name: str | Path | ScenarioConfig) -> ScenarioConfig:
-    """Load and validate a scenario file (path or shipped name); a config passes through."""
+def with_overrides(document: dict, overrides: Mapping[str, Any], source: str) -> dict:
+    """A copy of a parsed scenario document with dotted keys set ("values.high" = 2.0);
+    the result is validated by `parse_scenario` like any file."""
+    document = copy.deepcopy(document)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        table = document
+        for depth, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(source, ".".join(parts[: depth + 1]), "a table", table)
+        table[parts[-1]] = value
+    return document
+
+
+def load_scenario(
+    path_or_name: str | Path | ScenarioConfig, overrides: Mapping[str, Any] | None = None
+) -> ScenarioConfig:
+    """Load and validate a scenario file (path or shipped name); a config passes through.
+    `overrides` sets dotted keys of the file before validation (an experiment's sweep)."""
     if isinstance(path_or_name, PositionAuctionConfig | FeedMarketConfig):
+        if overrides:
+            raise ValueError("overrides: apply them to a scenario file, not to a built config")
         return path_or_name
     path = resolve_scenario_path(path_or_name)
-    return parse_scenario(read_toml(path), str(path))
+    document, source = read_toml(path), str(path)
+    if overrides:
+        source = f"{path} (with " + ", ".join(f"{k} = {v!r}" for k, v in overrides.items()) + ")"
+        document = with_overrides(document, overrides, source)
+    return parse_scenario(document, source)

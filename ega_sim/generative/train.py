@@ -258,6 +258,34 @@ def load_parts(
     return GenerativeParts(platform, tokenizers, tables, generator, rm)
 
 
+INFERENCE_SETTINGS = ("bidding.alpha", "bidding.beta", "bidding.code_bid", "beams", "ctr_weight")
+
+
+def with_settings(config: EGAConfig, settings: dict) -> EGAConfig:
+    """`config` with inference-time settings replaced; a bad key or value is a ValueError."""
+    bidding, top = {}, {}
+    for key, value in settings.items():
+        if key not in INFERENCE_SETTINGS:
+            raise ValueError(
+                f"settings: expected keys among {', '.join(INFERENCE_SETTINGS)}, got {key!r}"
+            )
+        if key.startswith("bidding."):
+            bidding[key.removeprefix("bidding.")] = value
+        else:
+            top[key] = value
+    if "beams" in top and (
+        isinstance(top["beams"], bool) or not isinstance(top["beams"], int) or top["beams"] < 1
+    ):
+        raise ValueError(f"settings beams: expected an integer >= 1, got {top['beams']!r}")
+    if "ctr_weight" in top and not (
+        isinstance(top["ctr_weight"], int | float) and top["ctr_weight"] >= 0
+    ):
+        raise ValueError(f"settings ctr_weight: expected a number >= 0, got {top['ctr_weight']!r}")
+    return dataclasses.replace(
+        config, bidding=dataclasses.replace(config.bidding, **bidding), **top
+    )
+
+
 def load_generative_mechanism(
     directory,
     scenario,
@@ -267,8 +295,11 @@ def load_generative_mechanism(
     *,
     beams: int | None = None,
     payment_network=None,
+    settings: dict | None = None,
 ) -> GenerativeMechanism:
-    """`ega/...` or `gr/...` from a checkpoint folder made by `ega-sim train`."""
+    """`ega/...` or `gr/...` from a checkpoint folder made by `ega-sim train`. `settings`
+    changes generation without retraining: "bidding.alpha", "bidding.beta",
+    "bidding.code_bid", "beams", "ctr_weight" (the trained values by default)."""
     directory = Path(directory)
     record = read_checkpoint_record(
         directory,
@@ -280,6 +311,7 @@ def load_generative_mechanism(
     config = EGAConfig.from_dict(record["config"])
     parts = load_parts(directory, scenario, platform, config, aligned=allocator_name == "ega")
     config = dataclasses.replace(config, beams=beams or config.beams)
+    config = with_settings(config, settings or {})
     return GenerativeMechanism(
         allocator_name,
         scenario,

@@ -43,9 +43,11 @@ def make_mechanism(
     *,
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
+    settings: dict | None = None,
 ):
     """Build the mechanism `ALLOCATOR/PAYMENT` for a scenario (a config, a path or a name).
-    Learned allocators load their trained parts from `checkpoint`."""
+    Learned allocators load their trained parts from `checkpoint`; `settings` changes how a
+    generative allocator generates (generative.train.INFERENCE_SETTINGS) without retraining."""
     scenario = load_scenario(scenario)
     known = mechanism_names(scenario)
     allocator_name, slash, payment_name = str(name).partition("/")
@@ -54,6 +56,8 @@ def make_mechanism(
             f"mechanism: expected ALLOCATOR/PAYMENT for a {scenario.kind} scenario, one of "
             f"{', '.join(known)}; got {name!r}"
         )
+    if settings and allocator_name not in GENERATIVE_ALLOCATORS:
+        raise ValueError(f"mechanism {name}: settings apply to ega/* and gr/* only")
     if payment_name == LEARNED_PAYMENT:
         from ega_sim.payment.fit import load_payment_network
 
@@ -63,9 +67,11 @@ def make_mechanism(
                 f"`ega-sim train --scenario {scenario.name} --mechanism {name} --out DIR`"
             )
         network = load_payment_network(checkpoint, scenario, allocator_name)
-        return paynet_mechanism(allocator_name, scenario, network, checkpoint, device)
+        return paynet_mechanism(allocator_name, scenario, network, checkpoint, device, settings)
     if allocator_name in GENERATIVE_ALLOCATORS:
-        return _make_generative(allocator_name, payment_name, scenario, checkpoint, device)
+        return _make_generative(
+            allocator_name, payment_name, scenario, checkpoint, device, settings=settings
+        )
     payment_rule = PAYMENT_RULES[payment_name]()
     if isinstance(scenario, FeedMarketConfig):
         return _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device)
@@ -75,7 +81,12 @@ def make_mechanism(
 
 
 def paynet_mechanism(
-    allocator_name: str, scenario, network, checkpoint=None, device: str | torch.device = "cpu"
+    allocator_name: str,
+    scenario,
+    network,
+    checkpoint=None,
+    device: str | torch.device = "cpu",
+    settings: dict | None = None,
 ):
     """`allocator_name/paynet` priced by `network` (the allocator's own parts from
     `checkpoint` where it has learned ones)."""
@@ -83,7 +94,7 @@ def paynet_mechanism(
 
     if allocator_name in GENERATIVE_ALLOCATORS:
         return _make_generative(
-            allocator_name, LEARNED_PAYMENT, scenario, checkpoint, device, network
+            allocator_name, LEARNED_PAYMENT, scenario, checkpoint, device, network, settings
         )
     if isinstance(scenario, FeedMarketConfig):
         return _make_feed_cascade(
@@ -93,7 +104,9 @@ def paynet_mechanism(
     return RankMechanism(allocator, LearnedPayment(network.to(device)))
 
 
-def _make_generative(allocator_name, payment_name, scenario, checkpoint, device, network=None):
+def _make_generative(
+    allocator_name, payment_name, scenario, checkpoint, device, network=None, settings=None
+):
     from ega_sim.generative.train import load_generative_mechanism
     from ega_sim.world.feed_market import generate_market
 
@@ -110,7 +123,13 @@ def _make_generative(allocator_name, payment_name, scenario, checkpoint, device,
         )
     platform = generate_market(scenario).observed()
     return load_generative_mechanism(
-        checkpoint, scenario, allocator_name, payment_name, platform, payment_network=network
+        checkpoint,
+        scenario,
+        allocator_name,
+        payment_name,
+        platform,
+        payment_network=network,
+        settings=settings,
     )
 
 

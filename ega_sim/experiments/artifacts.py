@@ -1,0 +1,130 @@
+"""Trained parts an experiment needs: logs, the cascade's pCTR model, the generative pipeline,
+payment networks. Each is trained once into `ARTIFACTS/<id>/` and shared by every cell that
+uses it; its id hashes everything that shapes it (scenario, training settings, seed), so a
+changed setting trains a new one and an unchanged one is never trained twice. `done.json` is
+written (atomically) last: a folder without it is unfinished, and its training resumes (every
+trainer here resumes from its own saved state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ega_sim.atomic import write_text_atomic
+from ega_sim.config.scenario import load_scenario
+
+KINDS = ("logs", "cascade", "generative", "paynet")
+DONE = "done.json"
+
+
+def _digest(record: Any) -> str:
+    text = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def scenario_identity(reference: str, overrides: dict) -> dict:
+    """The validated scenario as plain data (its file path left out): what a result rests on."""
+    scenario = load_scenario(reference, overrides or None)
+    record = dataclasses.asdict(scenario)
+    record.pop("source", None)
+    return record
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One trained part; `needs` are the ids of the artifacts it is trained from."""
+
+    kind: str
+    scenario: str  # scenario reference: shipped name or file path
+    overrides: dict[str, Any]  # dotted scenario keys set by a sweep
+    config: dict[str, Any]  # the training section's settings (defaults left out)
+    seed: int
+    log_requests: int = 0  # logs only
+    allocator: str = ""  # paynet only: the allocator it prices
+    needs: tuple[str, ...] = ()
+    id: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"artifact kind: expected one of {', '.join(KINDS)}")
+        identity = {
+            "kind": self.kind,
+            "scenario": scenario_identity(self.scenario, self.overrides),
+            "config": self.config,
+            "seed": self.seed,
+            "log_requests": self.log_requests,
+            "allocator": self.allocator,
+            "needs": self.needs,
+        }
+        name = load_scenario(self.scenario, self.overrides or None).name
+        label = f"{self.allocator}-paynet" if self.kind == "paynet" else self.kind
+        object.__setattr__(self, "id", f"{label}-{name}-{_digest(identity)}")
+
+
+def finished(root: Path, artifact_id: str) -> dict | None:
+    """The done record of a trained artifact, or None while it is unfinished."""
+    path = root / artifact_id / DONE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def train_artifact(artifact: Artifact, root: Path) -> dict:
+    """Train one artifact into root/<id>/ (resuming an unfinished one); returns its record."""
+    from ega_sim.training import training_config
+
+    done = finished(root, artifact.id)
+    if done is not None:
+        return done
+    out = root / artifact.id
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = load_scenario(artifact.scenario, artifact.overrides or None)
+    started = time.perf_counter()
+    source = f"training settings of {artifact.id}"
+    if artifact.kind == "logs":
+        from ega_sim.logs.simulate import simulate_logs
+
+        simulate_logs(scenario, artifact.log_requests, out, seed=artifact.seed)
+        summary = f"{artifact.log_requests} logged requests"
+    elif artifact.kind == "cascade":
+        from ega_sim.logs.store import read_logs
+        from ega_sim.ranking.train import save_cascade_checkpoint, train_pctr
+
+        logs = read_logs(root / artifact.needs[0], scenario)
+        config = training_config("cascade", artifact.config, source)
+        model, report = train_pctr(logs, config, seed=artifact.seed)
+        save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)
+        summary = f"pCTR validation AUC {report['validation_auc']:.4f}"
+    elif artifact.kind == "generative":
+        from ega_sim.generative.train import train_ega
+        from ega_sim.logs.store import read_logs
+
+        logs = read_logs(root / artifact.needs[0], scenario)
+        config = training_config("ega", artifact.config, source)
+        reports = train_ega(scenario, logs, out, config, seed=artifact.seed)
+        summary = f"reward model AUC {reports['reward_model']['validation_poi_auc']:.4f}"
+    else:
+        from ega_sim.payment.fit import train_paynet
+
+        if artifact.needs:  # the allocator's trained parts sit beside the network
+            shutil.copytree(root / artifact.needs[0], out, dirs_exist_ok=True)
+            (out / DONE).unlink(missing_ok=True)
+        config = training_config("paynet", artifact.config, source)
+        report = train_paynet(scenario, artifact.allocator, out, config, seed=artifact.seed)
+        validation = report["validation"]
+        summary = f"held-out revenue/request {validation['revenue_per_request']:.4f}"
+    record = {
+        "id": artifact.id,
+        "kind": artifact.kind,
+        "seconds": time.perf_counter() - started,
+        "summary": summary,
+    }
+    write_text_atomic(out / DONE, json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,311 @@
+"""Cells: the independent tasks of an experiment (scenario x mechanism x sweep point x seed),
+and the plan that says which trained artifacts each one needs.
+
+A cell's id hashes everything its result depends on, so a finished cell is reused only by an
+identical cell. Its requests come from its `seed`, shared by every mechanism of the same
+scenario and seed (common random numbers: differences between mechanisms are paired), and a
+cell gives the same numbers whichever worker or executor runs it (the torch thread count is
+fixed per worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ega_sim.config.feed_market import FeedMarketConfig
+from ega_sim.config.scenario import load_scenario
+from ega_sim.experiments.artifacts import Artifact, _digest, finished, scenario_identity
+from ega_sim.experiments.spec import ExperimentSpec, MechanismSpec, StudySpec, merge_tables
+from ega_sim.mechanisms.registry import GENERATIVE_ALLOCATORS
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    kind: str  # "evaluate" or "misreport"
+    scenario: str  # reference: shipped name or path
+    overrides: dict[str, Any]  # scenario keys set by the sweep point
+    mechanism: MechanismSpec  # settings of the sweep point merged in
+    sweep: dict[str, Any]  # the sweep point, as table columns
+    seed: int
+    requests: int
+    regret_requests: int
+    misreport: str
+    device: str
+    study: StudySpec
+    checkpoint: str | None  # artifact id whose folder the mechanism loads, if learned
+    trained_from: tuple[str, ...] = ()  # every artifact it rests on (for training time)
+    id: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        identity = {
+            "kind": self.kind,
+            "scenario": scenario_identity(self.scenario, self.overrides),
+            "mechanism": dataclasses.asdict(self.mechanism),
+            "sweep": self.sweep,  # two points may give one scenario; each keeps its cell
+            "seed": self.seed,
+            "requests": self.requests,
+            "regret_requests": self.regret_requests,
+            "misreport": self.misreport,
+            "device": self.device,
+            "study": dataclasses.asdict(self.study) if self.kind == "misreport" else None,
+            "checkpoint": self.checkpoint,
+        }
+        safe = self.mechanism.label.replace("/", "_").replace(" ", "_")
+        name = f"{safe}-s{self.seed}-{_digest(identity)}"
+        object.__setattr__(self, "id", name)
+
+
+@dataclass
+class Plan:
+    cells: list[Cell]
+    artifacts: dict[str, Artifact]  # id -> artifact, dependencies before dependents
+
+
+def _set_dotted(table: dict, dotted: str, value: Any) -> dict:
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**table, head: value}
+    inner = table.get(head, {})
+    return {**table, head: _set_dotted(inner if isinstance(inner, dict) else {}, rest, value)}
+
+
+def _split_point(point: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """A sweep point's scenario overrides, inference settings and training overrides."""
+    scenario, settings, training = {}, {}, {}
+    for key, value in point.items():
+        prefix, _, rest = key.partition(".")
+        if prefix == "scenario":
+            scenario[rest] = value
+        elif prefix == "mechanism":
+            settings[rest] = value
+        else:
+            training = _set_dotted(training, rest, value)
+    return scenario, settings, training
+
+
+class _Planner:
+    def __init__(self, spec: ExperimentSpec):
+        self.spec = spec
+        self.artifacts: dict[str, Artifact] = {}
+
+    def add(self, artifact: Artifact) -> str:
+        self.artifacts.setdefault(artifact.id, artifact)
+        return artifact.id
+
+    def chain(self, scenario, overrides, mechanism: MechanismSpec, training: dict, seed: int):
+        """The artifact the mechanism loads (None if nothing is learned) and all it rests on."""
+        spec = self.spec
+        feed = isinstance(load_scenario(scenario, overrides or None), FeedMarketConfig)
+
+        def section(name: str) -> dict:
+            merged = merge_tables(spec.training.sections.get(name, {}), training.get(name, {}))
+            return merge_tables(merged, mechanism.training.get(name, {}))
+
+        allocator, payment = mechanism.allocator, mechanism.payment
+        chain: list[str] = []
+        base = None
+        if feed and allocator in ("cascade", *GENERATIVE_ALLOCATORS):
+            logs = self.add(
+                Artifact("logs", scenario, overrides, {}, seed, spec.training.log_requests)
+            )
+            kind = "cascade" if allocator == "cascade" else "generative"
+            config = section("cascade" if kind == "cascade" else "ega")
+            base = self.add(Artifact(kind, scenario, overrides, config, seed, needs=(logs,)))
+            chain = [logs, base]
+        if payment == "paynet":
+            needs = () if base is None else (base,)
+            paynet = Artifact(
+                "paynet",
+                scenario,
+                overrides,
+                section("paynet"),
+                seed,
+                allocator=allocator,
+                needs=needs,
+            )
+            chain.append(self.add(paynet))
+        return (chain[-1] if chain else None), tuple(chain)
+
+
+def plan_experiment(spec: ExperimentSpec) -> Plan:
+    """Every cell of the experiment and the artifacts they need, in a fixed order."""
+    planner = _Planner(spec)
+    cells = []
+    for scenario in spec.scenarios:
+        for point in spec.sweep_points():
+            overrides, settings, training = _split_point(point)
+            for mechanism in spec.mechanisms:
+                merged = dataclasses.replace(mechanism, settings={**mechanism.settings, **settings})
+                for seed in spec.seeds:
+                    training_seed = seed if spec.training.per_seed else spec.training.seed
+                    checkpoint, chain = planner.chain(
+                        scenario, overrides, merged, training, training_seed
+                    )
+                    requests = mechanism.requests or spec.requests
+                    cells.append(
+                        Cell(
+                            experiment=spec.name,
+                            kind=spec.kind,
+                            scenario=scenario,
+                            overrides=overrides,
+                            mechanism=merged,
+                            sweep=point,
+                            seed=seed,
+                            requests=requests,
+                            regret_requests=min(
+                                requests, mechanism.regret_requests or spec.regret_requests
+                            ),
+                            misreport=spec.misreport,
+                            device=spec.device,
+                            study=spec.study,
+                            checkpoint=checkpoint,
+                            trained_from=chain,
+                        )
+                    )
+    return Plan(cells, planner.artifacts)
+
+
+def run_cell(cell: Cell, artifacts_root: Path) -> dict:
+    """Compute one cell; returns its record (metrics, curve, regret sample, provenance)."""
+    started = time.perf_counter()
+    scenario = load_scenario(cell.scenario, cell.overrides or None)
+    checkpoint = None if cell.checkpoint is None else artifacts_root / cell.checkpoint
+    if cell.kind == "misreport":
+        metrics, curve, regret = _study_cell(cell, scenario, checkpoint)
+    else:
+        metrics, curve, regret = _evaluate_cell(cell, scenario, checkpoint)
+    train_seconds = sum(
+        (finished(artifacts_root, artifact_id) or {}).get("seconds", math.nan)
+        for artifact_id in cell.trained_from
+    )
+    from ega_sim.provenance import provenance
+
+    return {
+        "cell": cell.id,
+        "experiment": cell.experiment,
+        "scenario": scenario.name,
+        "label": cell.mechanism.label,
+        "mechanism": cell.mechanism.name,
+        "seed": cell.seed,
+        "sweep": cell.sweep,
+        "requests": cell.requests,
+        "regret_requests": cell.regret_requests,
+        "misreport": cell.misreport,
+        "device": cell.device,
+        "metrics": metrics,
+        "curve": curve,
+        "regret": regret,
+        "seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds if cell.trained_from else math.nan,
+        **provenance(),
+    }
+
+
+def _not_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+# Metrics of an evaluation cell: (name, field of EvaluationResult, field of its SE or None).
+EVALUATE_METRICS = (
+    ("revenue_per_request", "revenue_per_request", "revenue_per_request_se"),
+    ("rpm", "rpm", None),
+    ("welfare_per_request", "welfare_per_request", "welfare_per_request_se"),
+    ("utility_per_request", "utility_per_request", "utility_per_request_se"),
+    ("clicks_per_request", "clicks_per_request", "clicks_per_request_se"),
+    ("ads_per_request", "ads_per_request", None),
+    ("ad_load", "ad_load", None),
+    ("ctr_poi", "ctr_poi", None),
+    ("ctr_img", "ctr_img", None),
+    ("feed_ctr_poi", "feed_ctr_poi", None),
+    ("gmv_per_request", "gmv_per_request", None),
+    ("regret_mean", "regret_mean", "regret_mean_se"),
+    ("regret_max", "regret_max", None),
+    ("psi", "psi", None),
+    ("psi_per_ad", "psi_per_ad", None),
+    ("regret_mean_model", "regret_mean_model", None),
+    ("psi_model", "psi_model", None),
+    ("ir_violation_rate", "ir_violation_rate", None),
+    ("ctr_poi_model", "ctr_poi_model", None),
+    ("rpm_model", "rpm_model", None),
+)
+
+
+def _evaluate_cell(cell: Cell, scenario, checkpoint):
+    from ega_sim.evaluation import evaluate_detailed
+    from ega_sim.mechanisms.registry import make_mechanism
+
+    mechanism = make_mechanism(
+        cell.mechanism.name,
+        scenario,
+        checkpoint=checkpoint,
+        device=cell.device,
+        settings=cell.mechanism.settings or None,
+    )
+    result, details = evaluate_detailed(
+        mechanism,
+        scenario,
+        requests=cell.requests,
+        seed=cell.seed,
+        misreport=cell.misreport,
+        regret_requests=cell.regret_requests,
+        device=cell.device,
+    )
+    metrics = {}
+    for name, key, se_key in EVALUATE_METRICS:
+        value = getattr(result, key)
+        if math.isnan(value):
+            continue
+        se = math.nan if se_key is None else getattr(result, se_key)
+        if name == "rpm":
+            se = 1000.0 * result.revenue_per_request_se
+        metrics[name] = [_not_nan(value), _not_nan(se)]
+    curve = None
+    if details.multipliers:
+        curve = {
+            "multiplier": list(details.multipliers),
+            "utility": list(details.curve_utility),
+            "utility_se": [_not_nan(x) for x in details.curve_utility_se],
+        }
+    regret = {"regret": list(details.regret_sample), "utility": list(details.utility_sample)}
+    return metrics, curve, regret
+
+
+def _study_cell(cell: Cell, scenario, checkpoint):
+    from ega_sim.envs.misreport import run_misreport_study
+
+    study = cell.study
+    table = run_misreport_study(
+        scenario,
+        [cell.mechanism.name],
+        checkpoint=checkpoint,
+        requests=cell.requests,
+        seed=cell.seed,
+        bandit_steps=study.bandit_steps,
+        ppo_steps=study.ppo_steps,
+        requests_per_step=study.requests_per_step,
+    )
+    curve_rows = table[table["kind"] == "curve"]
+    truthful = float(
+        curve_rows.loc[curve_rows["multiplier"].sub(1.0).abs().idxmin()]["utility_per_request"]
+    )
+    metrics = {"truthful_utility": [truthful, None]}
+    for kind in ("best_response", "bandit", "ppo"):
+        rows = table[table["kind"] == kind]
+        if rows.empty:
+            continue
+        short = "best" if kind == "best_response" else kind
+        row = rows.iloc[0]
+        metrics[f"{short}_multiplier"] = [float(row["multiplier"]), None]
+        metrics[f"{short}_gain"] = [_not_nan(float(row["gain_over_truthful"])), None]
+    curve = {
+        "multiplier": curve_rows["multiplier"].astype(float).tolist(),
+        "utility": curve_rows["utility_per_request"].astype(float).tolist(),
+        "utility_se": [_not_nan(x) for x in curve_rows["utility_se"].astype(float)],
+    }
+    return metrics, curve, None

@@ -1,0 +1,243 @@
+"""Run an experiment: plan its cells, train what they need, run them, write the report.
+
+Work is a small graph: artifacts (logs, trained models) before the cells that load them.
+The runner keeps at most `workers` tasks in flight, submits each task as soon as what it needs
+exists, and writes every cell's record to OUT/cells/<id>.json (atomically) the moment it
+ends. A rerun skips finished cells and finished artifacts, so a run killed at any moment
+resumes and loses nothing finished. A failed task is reported and the rest go on; the tables
+and the report are written once every cell has a record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ega_sim.atomic import write_text_atomic
+from ega_sim.experiments.artifacts import finished, train_artifact
+from ega_sim.experiments.cells import Cell, Plan, plan_experiment, run_cell
+from ega_sim.experiments.executors import make_executor
+from ega_sim.experiments.results import CELLS, read_records, tables, write_tables
+from ega_sim.experiments.spec import ExperimentSpec
+from ega_sim.provenance import provenance
+
+ARTIFACTS = "artifacts"
+FAILURES = "failures"
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    cells: int  # cells of the experiment
+    reused: int  # finished before this run
+    computed: int  # finished by this run
+    failed: list[str] = field(default_factory=list)  # "id: error"
+    seconds: float = 0.0
+    written: list[Path] = field(default_factory=list)
+
+
+def default_out(spec: ExperimentSpec) -> Path:
+    return Path("reports") / (f"{spec.name}-quick" if spec.quick else spec.name)
+
+
+def experiment_record(spec: ExperimentSpec, plan: Plan) -> dict:
+    """experiment.json: what the report needs to know about the experiment."""
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "kind": spec.kind,
+        "source": spec.source,
+        "figures": list(spec.figures),
+        "reference": spec.reference,
+        "sweep_keys": list(spec.sweep),
+        "labels": [m.label for m in spec.mechanisms],
+        "mechanisms": {m.label: m.name for m in spec.mechanisms},
+        "paper_rows": {m.label: m.paper for m in spec.mechanisms if m.paper},
+        "scenarios": sorted({c.scenario for c in plan.cells}, key=list(spec.scenarios).index),
+        "seeds": list(spec.seeds),
+        "requests": spec.requests,
+        "regret_requests": spec.regret_requests,
+        "misreport": spec.misreport,
+        "quick": spec.quick,
+        "training": dataclasses.asdict(spec.training),
+        "cells": [cell.id for cell in plan.cells],
+        **provenance(),
+    }
+
+
+def _cell_path(out: Path, cell: Cell) -> Path:
+    return out / CELLS / f"{cell.id}.json"
+
+
+def _json_safe(record):
+    """Strict JSON: NaN as null, infinities as the strings "inf" and "-inf" (psi is infinite
+    where truthful bidders earn nothing, as under first price)."""
+    if isinstance(record, float):
+        if math.isinf(record):
+            return "inf" if record > 0 else "-inf"
+        return record if math.isfinite(record) else None
+    if isinstance(record, dict):
+        return {key: _json_safe(value) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [_json_safe(value) for value in record]
+    return record
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    out: str | Path | None = None,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    threads: int = 1,
+    address: str | None = None,
+    artifacts: str | Path | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run every unfinished cell of `spec` into `out` (default reports/<name>/), then write
+    the tables and the report. `workers` processes (default: CPU cores / threads) each run
+    torch with `threads` threads. Trained parts go to `artifacts` (default OUT/artifacts/);
+    their ids hash everything that shapes them, so experiments may share one folder."""
+    started = time.perf_counter()
+    out = Path(out) if out is not None else default_out(spec)
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 1) // threads)
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads: expected integers >= 1, got {workers}, {threads}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    plan = plan_experiment(spec)
+    artifacts_root = Path(artifacts) if artifacts is not None else out / ARTIFACTS
+    (out / CELLS).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        out / "experiment.json", json.dumps(_json_safe(experiment_record(spec, plan)), indent=2)
+    )
+    pending_cells = [c for c in plan.cells if not _cell_path(out, c).is_file()]
+    summary = RunSummary(out, len(plan.cells), len(plan.cells) - len(pending_cells), 0)
+    needed: set[str] = set()
+    for cell in pending_cells:
+        needed.update(cell.trained_from)
+    pending_artifacts = {
+        a_id: a
+        for a_id, a in plan.artifacts.items()
+        if a_id in needed and finished(artifacts_root, a_id) is None
+    }
+
+    bar = tqdm(
+        total=len(plan.cells),
+        initial=summary.reused,
+        desc=spec.name,
+        unit="cell",
+        disable=not progress,
+    )
+    pool = make_executor(executor, workers=workers, threads=threads, address=address)
+    in_flight: dict = {}  # handle -> ("artifact" | "cell", id, object)
+    failed_artifacts: set[str] = set()
+    try:
+        while pending_artifacts or pending_cells or in_flight:
+            _submit_ready(
+                pool,
+                workers,
+                in_flight,
+                pending_artifacts,
+                pending_cells,
+                artifacts_root,
+                failed_artifacts,
+                summary,
+            )
+            if not in_flight:
+                break
+            for handle, result, error in pool.wait(set(in_flight)):
+                kind, task_id, task = in_flight.pop(handle)
+                if error is not None:
+                    message = f"{type(error).__name__}: {error}"
+                    summary.failed.append(f"{kind} {task_id}: {message}")
+                    write_text_atomic(out / FAILURES / f"{task_id}.txt", message + "\n")
+                    if kind == "artifact":
+                        failed_artifacts.add(task_id)
+                    else:
+                        bar.update(1)
+                    bar.write(f"failed: {kind} {task_id}: {message}")
+                    continue
+                if kind == "artifact":
+                    bar.write(
+                        f"trained {task_id} in {result['seconds']:.0f} s ({result['summary']})"
+                    )
+                else:
+                    write_text_atomic(_cell_path(out, task), json.dumps(_json_safe(result)))
+                    (out / FAILURES / f"{task_id}.txt").unlink(missing_ok=True)
+                    summary.computed += 1
+                    bar.update(1)
+    finally:
+        pool.close()
+        bar.close()
+    summary.failed += [
+        f"cell {c.id}: never ran (what it needs did not finish)" for c in pending_cells
+    ]
+    summary.seconds = time.perf_counter() - started
+    if not summary.failed:
+        summary.written = write_outputs(out)
+    return summary
+
+
+def _submit_ready(
+    pool, workers, in_flight, pending_artifacts, pending_cells, root, failed_artifacts, summary
+) -> None:
+    """Submit artifacts whose needs are trained, then cells whose artifacts are, up to
+    `workers` tasks in flight; cells whose artifact failed are failed too."""
+
+    def state(artifact_id: str) -> str:
+        if artifact_id in failed_artifacts:
+            return "failed"
+        running = any(task_id == artifact_id for _, task_id, _ in in_flight.values())
+        if artifact_id in pending_artifacts or running:
+            return "waiting"
+        return "done"
+
+    for artifact_id in list(pending_artifacts):
+        if len(in_flight) >= workers:
+            return
+        artifact = pending_artifacts[artifact_id]
+        states = {state(need) for need in artifact.needs}
+        if "failed" in states:
+            failed_artifacts.add(artifact_id)
+            del pending_artifacts[artifact_id]
+        elif states <= {"done"}:
+            del pending_artifacts[artifact_id]
+            handle = pool.submit(train_artifact, artifact, root)
+            in_flight[handle] = ("artifact", artifact_id, artifact)
+    for cell in list(pending_cells):
+        if len(in_flight) >= workers:
+            return
+        states = {state(a) for a in cell.trained_from}
+        if "failed" in states:
+            pending_cells.remove(cell)
+            summary.failed.append(f"cell {cell.id}: a trained part it needs failed")
+        elif states <= {"done"}:
+            pending_cells.remove(cell)
+            handle = pool.submit(run_cell, cell, root)
+            in_flight[handle] = ("cell", cell.id, cell)
+
+
+def write_outputs(out: Path) -> list[Path]:
+    """The tidy tables and the report from the records in OUT (no cell is rerun)."""
+    from ega_sim.experiments.report import write_report
+
+    meta_path = out / "experiment.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{meta_path}: missing; {out} is not an experiment folder")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    wanted = set(meta["cells"])  # records of an earlier version of the experiment stay out
+    records = [r for r in read_records(out) if r["cell"] in wanted]
+    if not records:
+        raise ValueError(f"{out / CELLS}: no finished cells to report")
+    written = write_tables(tables(records, meta["sweep_keys"]), out)
+    return written + write_report(out)
