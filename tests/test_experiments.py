@@ -309,4 +309,57 @@ def test_quickstart_smoke_run(tmp_path):
         results["metric"]
     )
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= len(spec.figures)
+    assert html.count("data:image/png;base64,") == len(spec.figures) == 5
+
+
+class DeferredExecutor:
+    """Runs each task only when the runner waits, one at a time, recording the order: the
+    way worker processes finish tasks later than they are submitted."""
+
+    def __init__(self):
+        self.queue, self.events = [], []
+
+    def submit(self, function, *args):
+        handle = object()
+        self.queue.append((handle, function, args))
+        self.events.append(("submit", _task_id(args[0])))
+        return handle
+
+    def wait(self, pending):
+        handle, function, args = self.queue.pop(0)
+        self.events.append(("done", _task_id(args[0])))
+        return [(handle, function(*args), None)]
+
+    def close(self):
+        pass
+
+
+def _task_id(task) -> str:
+    return task.id
+
+
+def test_nothing_starts_before_what_it_needs_is_trained(tmp_path, monkeypatch):
+    text = """
+name = "feed"
+scenarios = ["feed_small"]
+mechanisms = ["cascade/gsp", "cascade/paynet"]
+seeds = [0, 1]
+requests = 50
+misreport = "none"
+"""
+    spec = quick_spec(load_experiment(write_experiment(tmp_path, text)))
+    executor = DeferredExecutor()
+    monkeypatch.setattr(runner_module, "make_executor", lambda *args, **kwargs: executor)
+    summary = run_experiment(spec, tmp_path / "report", workers=3, progress=False)
+    assert (summary.computed, summary.failed) == (4, [])
+    plan = plan_experiment(spec)
+    needs = {a.id: a.needs for a in plan.artifacts.values()}
+    needs |= {cell.id: cell.trained_from for cell in plan.cells}
+    done: set[str] = set()
+    for event, task_id in executor.events:
+        if event == "submit":
+            assert set(needs[task_id]) <= done, f"{task_id} started before {needs[task_id]}"
+        else:
+            done.add(task_id)
+    submitted = [task_id for event, task_id in executor.events if event == "submit"]
+    assert len(submitted) == len(set(submitted)) == 3 + 4  # logs, cascade, paynet; 4 cells

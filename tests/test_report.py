@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from ega_sim.experiments.paper import PAPER_NOTE, paper_figures, paper_table
-from ega_sim.experiments.report import format_value, report_lines, write_report
+from ega_sim.experiments.report import report_lines, write_report
+from ega_sim.experiments.report.formats import format_value
 from ega_sim.experiments.stats import summarize, t_interval
 from ega_sim.experiments.theory import closed_form
 from tests.conftest import position_auction, within_standard_errors

@@ -176,6 +176,11 @@ def run_experiment(
                     (out / FAILURES / f"{task_id}.txt").unlink(missing_ok=True)
                     summary.computed += 1
                     bar.update(1)
+                    if not progress:  # a log file gets a line per cell instead of a bar
+                        bar.write(
+                            f"[{bar.n}/{bar.total}] {task.scenario} {task.mechanism.label} "
+                            f"seed {task.seed}: {result['seconds']:.1f} s"
+                        )
     finally:
         pool.close()
         bar.close()

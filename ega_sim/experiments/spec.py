@@ -271,11 +271,18 @@ def parse_experiment(document: dict, source: str) -> ExperimentSpec:
         sweep_mode=root.str("sweep_mode", "product", choices=SWEEP_MODES),
         training=training,
         study=study,
-        device=root.str("device", "cpu"),
+        device=_device(root),
     )
     root.finish()
     _check_mechanisms(spec)
     return spec
+
+
+def _device(reader: TableReader) -> str:
+    device = reader.str("device", "cpu")
+    if device != "cpu" and not (device == "cuda" or device.removeprefix("cuda:").isdigit()):
+        raise reader.error("device", "'cpu', 'cuda' or 'cuda:N'", device)
+    return device
 
 
 def _bool(reader: TableReader, key: str, default: bool) -> bool:

@@ -1,0 +1,97 @@
+"""The utility curve: one advertiser's mean utility against its bid multiplier (others
+truthful), with a 95% band and truthful bidding marked."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ega_sim.experiments.report.figures.common import (
+    LINESTYLES,
+    figure_style,
+    hide_unused,
+    palette,
+    panel_grid,
+    pyplot,
+    to_png,
+)
+from ega_sim.experiments.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
+from ega_sim.experiments.stats import t_interval
+
+
+def _curve_band(line: pd.DataFrame) -> pd.DataFrame:
+    """Mean utility per multiplier and its 95% band: t over the seeds' curves when there are
+    several seeds, else the one curve's ±1.96 standard errors over requests."""
+    rows = []
+    for multiplier, at in line.groupby("multiplier", sort=True):
+        utilities = at["utility"].to_numpy(float)
+        if len(utilities) >= 2:
+            mean, low, high = t_interval(utilities)
+        else:
+            mean = float(utilities[0])
+            se = float(at["utility_se"].iloc[0]) if "utility_se" in at.columns else math.nan
+            low, high = mean - 1.96 * se, mean + 1.96 * se
+        rows.append((float(multiplier), mean, low, high))
+    return pd.DataFrame(rows, columns=["multiplier", "mean", "low", "high"])
+
+
+def utility_curve_png(
+    curves: pd.DataFrame,
+    *,
+    scenarios: Sequence[str],
+    labels: Sequence[str],
+    sweep_keys: Sequence[str] = (),
+) -> bytes | None:
+    """Mean utility of one advertiser against its bid multiplier (others truthful), one line per
+    label and one panel per scenario, with a 95% band and a line at 1 (truthful bidding)."""
+    if curves is None or curves.empty:
+        return None
+    present = [s for s in scenarios if (curves["scenario"] == s).any()]
+    if not present:
+        return None
+    colors = dict(zip(labels, palette(len(labels)), strict=False))
+    keys = [k for k in sweep_keys if k in curves.columns]
+    n_rows, n_cols = panel_grid(len(present))
+    plt = pyplot()
+    with figure_style():
+        figure, axes = plt.subplots(
+            n_rows, n_cols, figsize=(max(6.5, 4.4 * n_cols), 3.3 * n_rows + 0.3), squeeze=False
+        )
+        for axis, scenario in zip(np.ravel(axes), present, strict=False):
+            part = curves[curves["scenario"] == scenario]
+            for label in labels:
+                mine = part[part["label"] == label]
+                points = sweep_points(mine, keys)
+                for s, point in enumerate(points):
+                    line = _curve_band(mine[at_sweep_point(mine, keys, point)])
+                    if line.empty:
+                        continue
+                    text = sweep_point_text(keys, point)
+                    axis.plot(
+                        line["multiplier"],
+                        line["mean"],
+                        color=colors.get(label),
+                        linestyle=LINESTYLES[s % len(LINESTYLES)],
+                        linewidth=1.4,
+                        label=f"{label} ({text})" if text else label,
+                    )
+                    axis.fill_between(
+                        line["multiplier"],
+                        line["low"],
+                        line["high"],
+                        color=colors.get(label),
+                        alpha=0.18,
+                        linewidth=0,
+                    )
+            axis.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+            axis.set_xlabel("bid multiplier (bid / value)")
+            axis.set_ylabel("utility per request")
+            axis.set_title(scenario)
+            axis.legend(fontsize=6)
+        hide_unused(axes, len(present))
+        figure.suptitle("Utility against misreport (others truthful; band 95%; dashed = truthful)")
+        figure.tight_layout()
+        return to_png(figure)

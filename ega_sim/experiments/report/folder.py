@@ -1,0 +1,156 @@
+"""Reading a results folder: OUT/experiment.json, OUT/results.csv and, when present,
+OUT/curves.csv and OUT/regret.csv, checked and summarized by scenario, label and sweep point."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ega_sim.experiments.spec import REFERENCES
+from ega_sim.experiments.stats import summarize
+
+REQUIRED_COLUMNS = ("scenario", "label", "seed", "metric", "value")
+
+
+@dataclass
+class ResultsFolder:
+    """What a results folder holds, read and summarized."""
+
+    out: Path
+    experiment: dict
+    results: pd.DataFrame
+    curves: pd.DataFrame | None
+    regret: pd.DataFrame | None
+    labels: list[str]
+    scenarios: list[str]
+    sweep_keys: list[str]
+    feed: set[str]
+    summary: pd.DataFrame = field(repr=False)
+
+
+def _read_optional_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"scenario": str, "label": str, "cell": str})
+    except pd.errors.EmptyDataError:
+        return None
+    return None if table.empty else table
+
+
+def _ordered(preferred: list[str], found: pd.Series) -> list[str]:
+    """`preferred` (the experiment's order) first, then anything else the table holds."""
+    seen = [str(x) for x in pd.unique(found.astype(str))]
+    return [x for x in preferred if x in seen] + [x for x in seen if x not in preferred]
+
+
+def _scenario_names(references: list[str]) -> list[str]:
+    """The names the results use for the experiment's scenario references, in its order (a
+    reference that does not load from here stands for itself)."""
+    from ega_sim.config.scenario import load_scenario
+
+    names = []
+    for reference in references:
+        try:
+            names.append(load_scenario(reference).name)
+        except Exception:  # ordering only; the reference may be its name
+            names.append(reference)
+    return names
+
+
+def feed_scenarios(results: pd.DataFrame) -> set[str]:
+    """Scenarios that are feed markets: those with image click-through rows."""
+    return set(results.loc[results["metric"] == "ctr_img", "scenario"].astype(str))
+
+
+def read_results_folder(out: str | Path) -> ResultsFolder:
+    """Read OUT/experiment.json and the CSV tables; a clear error names a missing or empty file."""
+    out = Path(out)
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such results folder")
+    experiment_path = out / "experiment.json"
+    if not experiment_path.is_file():
+        raise FileNotFoundError(
+            f"{experiment_path}: missing (the experiment's settings, written by `ega-sim run`); "
+            "is this a results folder?"
+        )
+    try:
+        experiment = json.loads(experiment_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{experiment_path}: not valid JSON ({error})") from error
+    if not isinstance(experiment, dict):
+        raise ValueError(f"{experiment_path}: expected a JSON object")
+    results_path = out / "results.csv"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{results_path}: missing (no cell has finished yet?)")
+    try:
+        results = pd.read_csv(results_path, dtype={"scenario": str, "label": str, "cell": str})
+    except pd.errors.EmptyDataError:
+        results = pd.DataFrame()
+    if results.empty:
+        raise ValueError(f"{results_path}: empty, there are no results to report")
+    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"{results_path}: missing column(s) {', '.join(missing)}")
+    results = results[results["value"].notna()].copy()
+    reference = experiment.get("reference", "none")
+    if reference not in REFERENCES:
+        raise ValueError(
+            f"{experiment_path}: key 'reference' is {reference!r}, expected one of "
+            + ", ".join(REFERENCES)
+        )
+    sweep_keys = [str(k) for k in experiment.get("sweep_keys", [])]
+    absent = [k for k in sweep_keys if k not in results.columns]
+    if absent:
+        raise ValueError(
+            f"{results_path}: no column for sweep key(s) {', '.join(absent)} "
+            f"named in {experiment_path.name}"
+        )
+    labels = _ordered([str(x) for x in experiment.get("labels", [])], results["label"])
+    references = [str(x) for x in experiment.get("scenarios", [])]
+    scenarios = _ordered(_scenario_names(references), results["scenario"])
+    experiment = {
+        "name": out.name,
+        "title": "",
+        "description": "",
+        "kind": "evaluate",
+        "figures": [],
+        "reference": "none",
+        "mechanisms": {},
+        "paper_rows": {},
+        "seeds": sorted(int(s) for s in results["seed"].unique()),
+        **experiment,
+        "labels": labels,
+        "scenarios": scenarios,
+        "scenario_references": references,
+        "sweep_keys": sweep_keys,
+    }
+    return ResultsFolder(
+        out=out,
+        experiment=experiment,
+        results=results,
+        curves=_read_optional_csv(out / "curves.csv"),
+        regret=_read_optional_csv(out / "regret.csv"),
+        labels=labels,
+        scenarios=scenarios,
+        sweep_keys=sweep_keys,
+        feed=feed_scenarios(results),
+        summary=summarize(results, ["scenario", "label", *sweep_keys]),
+    )
+
+
+def scenario_references(folder: ResultsFolder) -> dict[str, str]:
+    """Scenario name (the results' `scenario` column) -> the reference the experiment gave
+    (a shipped name or a path), for every reference that loads from here."""
+    from ega_sim.config.scenario import load_scenario
+
+    references = {}
+    for reference in folder.experiment.get("scenario_references", []):
+        try:
+            references.setdefault(load_scenario(reference).name, reference)
+        except Exception:  # a path relative to elsewhere: tried by name instead
+            continue
+    return references

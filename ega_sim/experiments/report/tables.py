@@ -1,0 +1,66 @@
+"""Pieces the report's tables share: the interval cell, the mechanism cell, the sweep columns
+and the walk over a scenario's rows by sweep point and label."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+
+from ega_sim.experiments.report.folder import ResultsFolder
+from ega_sim.experiments.report.formats import (
+    format_sweep_value,
+    format_value,
+    interval_scale,
+    interval_text,
+    sweep_name,
+)
+from ega_sim.experiments.report.render import Cell
+from ega_sim.experiments.report.sweep_points import at_sweep_point, is_missing, sweep_points
+
+
+def interval_cell(row: pd.Series | None, metric: str, seeds: int) -> Cell:
+    """The text "mean [low, high]" with the per-seed values (ordered by seed) as the second line."""
+    if row is None:
+        return Cell("n/a")
+    scale = interval_scale(row)
+    values = ", ".join(format_value(metric, v, scale) for v in row["values"])
+    detail = f"({values})"
+    if row["n"] < seeds:
+        detail = f"{row['n']} of {seeds} seeds: {detail}"
+    return Cell(interval_text(row, metric), detail)
+
+
+def label_cell(folder: ResultsFolder, label: str) -> Cell:
+    """A label in code style, with its mechanism below when the two differ."""
+    mechanism = str(folder.experiment.get("mechanisms", {}).get(label, label))
+    return Cell(f"`{label}`", mechanism if mechanism != label else "")
+
+
+def swept_here(folder: ResultsFolder, scenarios: list[str]) -> list[int]:
+    """Indices of the sweep keys that vary in these scenarios' results (a key no row of them
+    sets gets no column)."""
+    part = folder.summary[folder.summary["scenario"].isin(scenarios)]
+    return [i for i, key in enumerate(folder.sweep_keys) if part[key].notna().any()]
+
+
+def sweep_header(folder: ResultsFolder, shown: list[int]) -> list[str]:
+    """The column names of the shown sweep keys."""
+    return [sweep_name(folder.sweep_keys[i]) for i in shown]
+
+
+def sweep_value_cells(point: tuple, shown: list[int]) -> list[Cell]:
+    """The sweep point's values for the shown keys; "-" where the cell is outside the sweep."""
+    return [Cell("-" if is_missing(point[i]) else format_sweep_value(point[i])) for i in shown]
+
+
+def rows_by_point(
+    folder: ResultsFolder, scenario: str
+) -> Iterator[tuple[tuple, pd.DataFrame, str]]:
+    """(sweep point, its summary rows, label) for every label with results, sweep points first."""
+    part = folder.summary[folder.summary["scenario"] == scenario]
+    for point in sweep_points(part, folder.sweep_keys):
+        at = part[at_sweep_point(part, folder.sweep_keys, point)]
+        for label in folder.labels:
+            if (at["label"] == label).any():
+                yield point, at, label
