@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +26,8 @@ def run_task(threads: int, function: Callable, *args: Any) -> Any:
 
 
 class Executor(Protocol):
+    cpus: int  # CPUs it can use: what `workers` defaults to (divided by the threads per task)
+
     def submit(self, function: Callable, *args: Any) -> Any: ...
 
     def wait(self, pending: set) -> list[tuple[Any, Any, BaseException | None]]:
@@ -39,6 +42,7 @@ class InlineExecutor:
 
     def __init__(self, threads: int):
         self.threads = threads
+        self.cpus = threads
 
     def submit(self, function: Callable, *args: Any) -> futures.Future:
         future: futures.Future = futures.Future()
@@ -58,8 +62,10 @@ class InlineExecutor:
 class LocalExecutor:
     """Worker processes on this machine (spawned: no torch state is forked)."""
 
-    def __init__(self, workers: int, threads: int):
+    def __init__(self, workers: int | None, threads: int):
         self.threads = threads
+        self.cpus = os.cpu_count() or 1
+        workers = workers or max(1, self.cpus // threads)
         self.pool = futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn")
         )
@@ -104,6 +110,7 @@ class RayExecutor:
             options = {"address": address} if address else {"num_cpus": workers}
             ray.init(**options, include_dashboard=False, log_to_driver=False)
             self.started = True
+        self.cpus = int(ray.cluster_resources().get("CPU", 1))
         self.remote = ray.remote(num_cpus=threads, max_retries=0)(run_task)
 
     def submit(self, function: Callable, *args: Any) -> Any:

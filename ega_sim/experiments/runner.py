@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -104,14 +103,13 @@ def run_experiment(
     progress: bool | None = None,
 ) -> RunSummary:
     """Run every unfinished cell of `spec` into `out` (default reports/<name>/), then write
-    the tables and the report. `workers` processes (default: CPU cores / threads) each run
-    torch with `threads` threads. Trained parts go to `artifacts` (default OUT/artifacts/);
-    their ids hash everything that shapes them, so experiments may share one folder."""
+    the tables and the report. `workers` tasks at a time (default: CPU cores / threads, of
+    the Ray cluster with the ray executor) each run torch with `threads` threads. Trained
+    parts go to `artifacts` (default OUT/artifacts/); their ids hash everything that shapes
+    them, so experiments may share one folder."""
     started = time.perf_counter()
     out = Path(out) if out is not None else default_out(spec)
-    if workers is None:
-        workers = max(1, (os.cpu_count() or 1) // threads)
-    if workers < 1 or threads < 1:
+    if (workers is not None and workers < 1) or threads < 1:
         raise ValueError(f"workers and threads: expected integers >= 1, got {workers}, {threads}")
     progress = sys.stderr.isatty() if progress is None else progress
     plan = plan_experiment(spec)
@@ -139,6 +137,7 @@ def run_experiment(
         disable=not progress,
     )
     pool = make_executor(executor, workers=workers, threads=threads, address=address)
+    workers = workers or max(1, pool.cpus // threads)
     in_flight: dict = {}  # handle -> ("artifact" | "cell", id, object)
     failed_artifacts: set[str] = set()
     try:
