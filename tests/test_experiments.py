@@ -363,3 +363,34 @@ misreport = "none"
             done.add(task_id)
     submitted = [task_id for event, task_id in executor.events if event == "submit"]
     assert len(submitted) == len(set(submitted)) == 3 + 4  # logs, cascade, paynet; 4 cells
+
+
+def test_two_runs_sharing_artifacts_train_a_part_once(tmp_path, monkeypatch):
+    """Two runs (here two threads) needing the same trained part: one trains, one waits."""
+    import threading
+
+    from ega_sim.experiments import artifacts
+
+    artifact = artifacts.Artifact("paynet", "textbook", {}, {"steps": 5}, 0, allocator="cascade")
+    trained = []
+
+    def slow_train(artifact, root, out):
+        trained.append(artifact.id)
+        time.sleep(0.5)
+        record = {"id": artifact.id, "seconds": 0.5, "summary": "fake"}
+        (out / artifacts.DONE).write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(artifacts, "_train", slow_train)
+    records = []
+    threads = [
+        threading.Thread(
+            target=lambda: records.append(artifacts.train_artifact(artifact, tmp_path))
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert trained == [artifact.id] and len(records) == 2 and records[0] == records[1]

@@ -8,11 +8,13 @@ trainer here resumes from its own saved state).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,15 +78,37 @@ def finished(root: Path, artifact_id: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (POSIX): two runs sharing an artifacts folder train
+    a part once, the second waiting for the first. Where fcntl is missing, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def train_artifact(artifact: Artifact, root: Path) -> dict:
     """Train one artifact into root/<id>/ (resuming an unfinished one); returns its record."""
-    from ega_sim.training import training_config
-
     done = finished(root, artifact.id)
     if done is not None:
         return done
     out = root / artifact.id
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root / f".{artifact.id}.lock"):
+        return finished(root, artifact.id) or _train(artifact, root, out)
+
+
+def _train(artifact: Artifact, root: Path, out: Path) -> dict:
+    from ega_sim.training import training_config
+
     scenario = load_scenario(artifact.scenario, artifact.overrides or None)
     started = time.perf_counter()
     source = f"training settings of {artifact.id}"
