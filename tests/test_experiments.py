@@ -394,3 +394,31 @@ def test_two_runs_sharing_artifacts_train_a_part_once(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert trained == [artifact.id] and len(records) == 2 and records[0] == records[1]
+
+
+def test_misreport_study_experiment(tmp_path):
+    """kind = "misreport": shading pays under GSP (about +20% on textbook, README) and not
+    under VCG, where truthful bidding is a best response (the searched best is 1 or gains
+    nothing beyond Monte Carlo noise)."""
+    text = """
+name = "study"
+kind = "misreport"
+scenarios = ["textbook"]
+mechanisms = ["cascade/gsp", "cascade/vcg"]
+seeds = [0]
+requests = 4000
+figures = ["comparison", "utility_curve"]
+[study]
+bandit_steps = 10
+requests_per_step = 16
+"""
+    out = tmp_path / "report"
+    summary = run_experiment(load_experiment(write_experiment(tmp_path, text)), out, workers=1)
+    assert (summary.computed, summary.failed) == (2, [])
+    results = pd.read_csv(out / "results.csv").set_index(["label", "metric"])["value"]
+    assert results["cascade/gsp", "best_gain"] > 0.1
+    assert results["cascade/gsp", "best_multiplier"] < 1
+    assert abs(results["cascade/vcg", "best_gain"]) < 0.01
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["label"]) == {"cascade/gsp", "cascade/vcg"} and len(curves) > 20
+    assert (out / "figures" / "utility_curve.png").stat().st_size > 0
