@@ -177,7 +177,8 @@ def run_experiment(
                     bar.update(1)
                     if not progress:  # a log file gets a line per cell instead of a bar
                         bar.write(
-                            f"[{bar.n}/{bar.total}] {task.scenario} {task.mechanism.label} "
+                            f"[{summary.reused + summary.computed}/{summary.cells}] "
+                            f"{task.scenario} {task.mechanism.label} "
                             f"seed {task.seed}: {result['seconds']:.1f} s"
                         )
     finally:
