@@ -100,3 +100,16 @@ def error_bars(row: pd.Series) -> list[list[float]] | None:
     if not all_finite(row["mean"], row["low"], row["high"]):
         return None
     return [[row["mean"] - row["low"]], [row["high"] - row["mean"]]]
+
+
+def scenario_panels(
+    frame: pd.DataFrame,
+    scenarios: list[str] | tuple[str, ...],
+    labels: list[str] | tuple[str, ...],
+    sweep_keys: list[str] | tuple[str, ...],
+) -> tuple[list[str], dict, list[str]]:
+    """For a figure with one panel per scenario: the scenarios with rows in `frame`, a colour
+    per label, and the sweep keys that are columns of `frame`."""
+    present = [s for s in scenarios if (frame["scenario"] == s).any()]
+    colors = dict(zip(labels, palette(len(labels)), strict=False))
+    return present, colors, [k for k in sweep_keys if k in frame.columns]

@@ -13,9 +13,9 @@ from ega_sim.experiments.report.figures.common import (
     LINESTYLES,
     figure_style,
     hide_unused,
-    palette,
     panel_grid,
     pyplot,
+    scenario_panels,
     to_png,
 )
 from ega_sim.experiments.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
@@ -48,11 +48,9 @@ def regret_png(
 
     if regret is None or regret.empty:
         return None
-    present = [s for s in scenarios if (regret["scenario"] == s).any()]
+    present, colors, keys = scenario_panels(regret, scenarios, labels, sweep_keys)
     if not present:
         return None
-    colors = dict(zip(labels, palette(len(labels)), strict=False))
-    keys = [k for k in sweep_keys if k in regret.columns]
     n_rows, n_cols = panel_grid(len(present))
     plt = pyplot()
     with figure_style():

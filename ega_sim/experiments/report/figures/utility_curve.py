@@ -13,9 +13,9 @@ from ega_sim.experiments.report.figures.common import (
     LINESTYLES,
     figure_style,
     hide_unused,
-    palette,
     panel_grid,
     pyplot,
+    scenario_panels,
     to_png,
 )
 from ega_sim.experiments.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
@@ -49,11 +49,9 @@ def utility_curve_png(
     label and one panel per scenario, with a 95% band and a line at 1 (truthful bidding)."""
     if curves is None or curves.empty:
         return None
-    present = [s for s in scenarios if (curves["scenario"] == s).any()]
+    present, colors, keys = scenario_panels(curves, scenarios, labels, sweep_keys)
     if not present:
         return None
-    colors = dict(zip(labels, palette(len(labels)), strict=False))
-    keys = [k for k in sweep_keys if k in curves.columns]
     n_rows, n_cols = panel_grid(len(present))
     plt = pyplot()
     with figure_style():
