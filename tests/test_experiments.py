@@ -422,3 +422,13 @@ requests_per_step = 16
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves["label"]) == {"cascade/gsp", "cascade/vcg"} and len(curves) > 20
     assert (out / "figures" / "utility_curve.png").stat().st_size > 0
+
+
+def test_swept_serving_settings_are_validated_on_load(tmp_path):
+    """beta = 0 would leave organic items weight 0: no list could be generated."""
+    text = (
+        'scenarios = ["feed_small"]\nmechanisms = ["ega/gsp"]\n[sweep]\n'
+        '"mechanism.bidding.beta" = [1.0, 0.0]'
+    )
+    with pytest.raises(ConfigError, match="beta"):
+        load_experiment(write_experiment(tmp_path, text, "bad.toml"))

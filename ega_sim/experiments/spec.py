@@ -18,7 +18,7 @@ from typing import Any
 from ega_sim.config.errors import ConfigError
 from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.config.scenario import load_scenario, resolve_scenario_path
-from ega_sim.generative.train import INFERENCE_SETTINGS
+from ega_sim.generative.train import INFERENCE_SETTINGS, EGAConfig, with_settings
 from ega_sim.metrics.regret import MISREPORT_METHODS
 
 KINDS = ("evaluate", "misreport")
@@ -319,6 +319,10 @@ def _check_mechanisms(spec: ExperimentSpec) -> None:
                     mechanism.name,
                 )
     swept_settings = any(key.startswith("mechanism.") for key in spec.sweep)
+    setting_points = [
+        {k.removeprefix("mechanism."): v for k, v in point.items() if k.startswith("mechanism.")}
+        for point in spec.sweep_points()
+    ]
     for i, mechanism in enumerate(spec.mechanisms):
         generative = mechanism.allocator in GENERATIVE_ALLOCATORS
         if mechanism.settings and not generative:
@@ -335,6 +339,13 @@ def _check_mechanisms(spec: ExperimentSpec) -> None:
                 "no settings in a misreport study (its environment loads mechanisms as trained)",
                 mechanism.settings,
             )
+        if generative:  # serving settings are checked like any other value
+            for point in setting_points:
+                try:
+                    with_settings(EGAConfig(), {**mechanism.settings, **point})
+                except ValueError as error:
+                    where = "sweep" if point else f"mechanisms[{i}].settings"
+                    raise ConfigError(spec.source, where, "valid settings", str(error)) from None
         if swept_settings and not generative:
             raise ConfigError(
                 spec.source,

@@ -3,8 +3,8 @@
 At level l of an item's semantic ID, the candidates still allowed and sharing the prefix chosen
 so far compete code by code. A code's bid is the MAX bid of the allowed candidates under it (the
 ablation takes the mean); its weight is w = bid^alpha + beta (organic-only codes: bid 0, so
-w = beta for alpha > 0); the code's probability is softmax(logit + log w) over the codes present
-among those candidates. An item's allocation probability z is the product over its levels.
+w = beta for alpha > 0, hence beta > 0); the code's probability is softmax(logit + log w) over
+the codes present among those candidates. An item's allocation probability z is the product over its levels.
 
 With the generator's linear code heads (generator.py) everything is per (beam, candidate):
 `item_log_probs` costs a few [beams, I, I] masked reductions per level, I = N + M candidates.
@@ -26,10 +26,12 @@ class BiddingConfig:
     def __post_init__(self) -> None:
         if not self.alpha >= 0:
             raise ValueError(f"alpha: expected a number >= 0, got {self.alpha!r}")
-        if not self.beta >= 0:
-            raise ValueError(f"beta: expected a number >= 0, got {self.beta!r}")
-        if self.alpha == 0 and self.beta == 0:
-            raise ValueError("alpha and beta: at least one must be > 0 (else every weight is 0)")
+        if not self.beta > 0:
+            # Organic-only codes weigh beta: at 0 no organic item could be generated, yet a list
+            # needs them (at most max_ads ads), and every beam would end at log-probability -inf.
+            raise ValueError(
+                f"beta: expected a number > 0 (organic items weigh beta), got {self.beta!r}"
+            )
         if self.code_bid not in ("max", "mean"):
             raise ValueError(f"code_bid: expected 'max' or 'mean', got {self.code_bid!r}")
 
