@@ -4,7 +4,8 @@ At level l of an item's semantic ID, the candidates still allowed and sharing th
 so far compete code by code. A code's bid is the MAX bid of the allowed candidates under it (the
 ablation takes the mean); its weight is w = bid^alpha + beta (organic-only codes: bid 0, so
 w = beta for alpha > 0, hence beta > 0); the code's probability is softmax(logit + log w) over
-the codes present among those candidates. An item's allocation probability z is the product over its levels.
+the codes present among those candidates. An item's allocation probability z is the product
+over its levels.
 
 With the generator's linear code heads (generator.py) everything is per (beam, candidate):
 `item_log_probs` costs a few [beams, I, I] masked reductions per level, I = N + M candidates.
