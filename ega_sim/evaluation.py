@@ -23,7 +23,7 @@ from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.outcomes import measure_outcome
-from ega_sim.metrics.regret import PAPER_MULTIPLIERS, MisreportSpec, misreport_utility
+from ega_sim.metrics.regret import MisreportSpec, misreport_utility
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.market_world import FeedMarketWorld
@@ -147,16 +147,6 @@ def make_world(scenario: ScenarioConfig, device: torch.device):
     return PositionAuctionWorld(scenario, device=device)
 
 
-def _curve_multipliers(spec: MisreportSpec) -> tuple[float, ...]:
-    """The fixed multipliers of a grid or dense search (other searches have none)."""
-    if spec.method == "grid":
-        return PAPER_MULTIPLIERS
-    if spec.method == "dense":
-        step = spec.gamma_max / (spec.dense_points - 1)
-        return tuple(step * k for k in range(spec.dense_points))
-    return ()
-
-
 def _measure_chunk(
     spec: MisreportSpec, mechanism, world, batch, with_regret: bool
 ) -> dict[str, torch.Tensor]:
@@ -195,7 +185,7 @@ def _measure_chunk(
         series["regret_max"] = regret.amax(1)
         series["regret_pairs"] = regret
         series["utility_pairs"] = measured.utility
-        if _curve_multipliers(spec):
+        if spec.multipliers:  # fixed multipliers: utility against multiplier is a curve
             series["curve"] = deviation.mean(1)  # [B, C]
         if market and hasattr(mechanism, "ad_auction"):
             regret_model, utility_model = model_regret(spec, mechanism, batch, bids, context)
@@ -303,7 +293,7 @@ def evaluate_detailed(
             joined["regret_pairs"], joined["utility_pairs"], seed
         )
         if "curve" in joined:
-            multipliers = _curve_multipliers(spec)
+            multipliers = spec.multipliers
             per_point = [_mean_and_se(column) for column in joined["curve"].T]
             curve = tuple(mean for mean, _ in per_point)
             curve_se = tuple(se for _, se in per_point)

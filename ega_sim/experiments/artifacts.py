@@ -56,18 +56,18 @@ class Artifact:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"artifact kind: expected one of {', '.join(KINDS)}")
+        scenario = scenario_identity(self.scenario, self.overrides)
         identity = {
             "kind": self.kind,
-            "scenario": scenario_identity(self.scenario, self.overrides),
+            "scenario": scenario,
             "config": self.config,
             "seed": self.seed,
             "log_requests": self.log_requests,
             "allocator": self.allocator,
             "needs": self.needs,
         }
-        name = load_scenario(self.scenario, self.overrides or None).name
         label = f"{self.allocator}-paynet" if self.kind == "paynet" else self.kind
-        object.__setattr__(self, "id", f"{label}-{name}-{_digest(identity)}")
+        object.__setattr__(self, "id", f"{label}-{scenario['name']}-{_digest(identity)}")
 
 
 def finished(root: Path, artifact_id: str) -> dict | None:

@@ -109,6 +109,11 @@ def _positive(reader: TableReader, key: str, default: Any) -> int:
     return reader.int(key, default, min=1)
 
 
+def _optional_positive(reader: TableReader, key: str) -> int | None:
+    """An integer >= 1, or None when the key is absent."""
+    return reader.int(key, min=1) if reader.has(key) else reader.raw(key, None)
+
+
 def _plain_table(reader: TableReader, key: str) -> dict:
     """A table of plain values (checked later by the config it feeds)."""
     if not reader.has(key):
@@ -157,13 +162,9 @@ def _read_mechanism(item: Any, index: int, source: str) -> MechanismSpec:
         paper=reader.str("paper", ""),
         settings=settings,
         training=_training_sections(reader, source, f"{where}."),
-        requests=reader.int("requests", None, min=1) if reader.has("requests") else None,
-        regret_requests=(
-            reader.int("regret_requests", None, min=1) if reader.has("regret_requests") else None
-        ),
+        requests=_optional_positive(reader, "requests"),
+        regret_requests=_optional_positive(reader, "regret_requests"),
     )
-    reader.raw("requests", None)
-    reader.raw("regret_requests", None)
     reader.finish()
     return spec
 

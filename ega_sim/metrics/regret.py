@@ -52,6 +52,17 @@ class MisreportSpec:
         if not self.gamma_max > 0:
             raise ValueError(f"gamma_max: expected a number > 0, got {self.gamma_max!r}")
 
+    @property
+    def multipliers(self) -> tuple[float, ...]:
+        """The fixed multipliers of the value that `grid` and `dense` try (the same for every
+        bidder, so utility against multiplier is a curve); none for `exact` and `none`."""
+        if self.method == "grid":
+            return PAPER_MULTIPLIERS
+        if self.method == "dense":
+            points = torch.linspace(0.0, self.gamma_max, self.dense_points, dtype=torch.float64)
+            return tuple(points.tolist())
+        return ()
+
 
 def candidate_misreports(
     spec: MisreportSpec,
@@ -64,12 +75,8 @@ def candidate_misreports(
     thresholds [B, N, K] (others fixed), which only rank-based allocators have; with
     `interval_points` > 1 it searches each interval between them with that many bids."""
     values = requests.value_per_click  # [B, N]
-    if spec.method == "grid":
-        gammas = values.new_tensor(PAPER_MULTIPLIERS)
-        return values.unsqueeze(2) * gammas
-    if spec.method == "dense":
-        gammas = torch.linspace(0.0, spec.gamma_max, spec.dense_points, dtype=values.dtype)
-        return values.unsqueeze(2) * gammas.to(values.device)
+    if spec.multipliers:  # grid, dense
+        return values.unsqueeze(2) * values.new_tensor(spec.multipliers)
     if spec.method == "exact":
         if thresholds is None:
             raise ValueError(

@@ -81,6 +81,20 @@ def panel_grid(count: int, columns: int = 3) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
+def panel_figure(count: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of `count` panels, three to a row, each about width x height inches; its axes
+    [rows, columns]. Call inside `figure_style()`."""
+    n_rows, n_cols = panel_grid(count)
+    size = (max(6.5, width * n_cols), height * n_rows + 0.3)
+    return pyplot().subplots(n_rows, n_cols, figsize=size, squeeze=False)
+
+
+def bottom_legend(figure: Figure, handles: list, columns: int = 5) -> None:
+    """A small frameless legend centred under the panels."""
+    ncol = min(len(handles), columns)
+    figure.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+
+
 def hide_unused(axes: np.ndarray, used: int) -> None:
     """Hide the panels after `used`."""
     for axis in list(np.ravel(axes))[used:]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ega_sim.experiments.report.figures.common import (
     all_finite,
+    bottom_legend,
     figure_style,
     palette,
     percent_axis,
@@ -119,13 +120,7 @@ def comparison_png(
                 Patch(color=hue_colors[h], label=sweep_point_text(sweep_keys, p) or "(no sweep)")
                 for h, p in enumerate(points)
             ]
-            figure.legend(
-                handles=handles,
-                loc="lower center",
-                ncol=min(len(points), 6),
-                fontsize=7,
-                frameon=False,
-            )
+            bottom_legend(figure, handles, columns=6)
             figure.suptitle(title)
             figure.tight_layout(rect=(0, 0.08, 1, 1))
         else:

@@ -15,8 +15,7 @@ from ega_sim.experiments.report.figures.common import (
     hide_unused,
     paired_seeds,
     palette,
-    panel_grid,
-    pyplot,
+    panel_figure,
     to_png,
 )
 from ega_sim.experiments.report.formats import metric_label
@@ -47,12 +46,8 @@ def frontier_png(
     if not present:
         return None
     colors = dict(zip(labels, palette(len(labels)), strict=False))
-    n_rows, n_cols = panel_grid(len(present))
-    plt = pyplot()
     with figure_style():
-        figure, axes = plt.subplots(
-            n_rows, n_cols, figsize=(max(6.5, 4.4 * n_cols), 3.4 * n_rows + 0.3), squeeze=False
-        )
+        figure, axes = panel_figure(len(present), 4.4, 3.4)
         for axis, scenario in zip(np.ravel(axes), present, strict=False):
             x_metric, y_metric = frontier_metrics(scenario in feed)
             part = summary[summary["scenario"] == scenario]

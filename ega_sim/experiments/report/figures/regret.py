@@ -13,8 +13,7 @@ from ega_sim.experiments.report.figures.common import (
     LINESTYLES,
     figure_style,
     hide_unused,
-    panel_grid,
-    pyplot,
+    panel_figure,
     scenario_panels,
     to_png,
 )
@@ -51,12 +50,8 @@ def regret_png(
     present, colors, keys = scenario_panels(regret, scenarios, labels, sweep_keys)
     if not present:
         return None
-    n_rows, n_cols = panel_grid(len(present))
-    plt = pyplot()
     with figure_style():
-        figure, axes = plt.subplots(
-            n_rows, n_cols, figsize=(max(6.5, 4.6 * n_cols), 3.4 * n_rows + 0.3), squeeze=False
-        )
+        figure, axes = panel_figure(len(present), 4.6, 3.4)
         for axis, scenario in zip(np.ravel(axes), present, strict=False):
             part = regret[regret["scenario"] == scenario]
             normalized, fell_back = _normalized_regret(part)

@@ -11,6 +11,7 @@ import pandas as pd
 from ega_sim.experiments.report.figures.common import (
     LINESTYLES,
     all_finite,
+    bottom_legend,
     figure_style,
     palette,
     percent_axis,
@@ -129,13 +130,7 @@ def sweeps_png(
         handles += [
             Line2D([], [], color="grey", linestyle=s, label=t) for t, s in styles_used.items()
         ]
-        figure.legend(
-            handles=handles,
-            loc="lower center",
-            ncol=min(len(handles), 5),
-            fontsize=7,
-            frameon=False,
-        )
+        bottom_legend(figure, handles)
         figure.suptitle(f"{scenario}: sweeps (mean over seeds, 95% t band, dots = seeds)")
         bottom = min(0.25, 0.06 + 0.03 * math.ceil(len(handles) / 5)) / max(1, len(keys) ** 0.5)
         figure.tight_layout(rect=(0, bottom, 1, 1))

@@ -10,6 +10,7 @@ import pandas as pd
 from ega_sim.experiments.report.figures.common import (
     MARKERS,
     all_finite,
+    bottom_legend,
     error_bars,
     figure_style,
     paired_seeds,
@@ -109,13 +110,7 @@ def truth_vs_model_png(
                 for s in scenarios
                 if s in drawn_scenarios
             ]
-        figure.legend(
-            handles=handles,
-            loc="lower center",
-            ncol=min(len(handles), 5),
-            fontsize=7,
-            frameon=False,
-        )
+        bottom_legend(figure, handles)
         figure.suptitle("Ground truth against the mechanism's own model (dashed: y = x)")
         figure.tight_layout(rect=(0, 0.1, 1, 1))
         return to_png(figure)

@@ -13,8 +13,7 @@ from ega_sim.experiments.report.figures.common import (
     LINESTYLES,
     figure_style,
     hide_unused,
-    panel_grid,
-    pyplot,
+    panel_figure,
     scenario_panels,
     to_png,
 )
@@ -52,12 +51,8 @@ def utility_curve_png(
     present, colors, keys = scenario_panels(curves, scenarios, labels, sweep_keys)
     if not present:
         return None
-    n_rows, n_cols = panel_grid(len(present))
-    plt = pyplot()
     with figure_style():
-        figure, axes = plt.subplots(
-            n_rows, n_cols, figsize=(max(6.5, 4.4 * n_cols), 3.3 * n_rows + 0.3), squeeze=False
-        )
+        figure, axes = panel_figure(len(present), 4.4, 3.3)
         for axis, scenario in zip(np.ravel(axes), present, strict=False):
             part = curves[curves["scenario"] == scenario]
             for label in labels:
