@@ -1,8 +1,8 @@
 """ega-sim: simulate ad auctions and measure mechanisms, from GSP and VCG to EGA-V2.
 
 >>> import ega_sim
->>> scenario = ega_sim.load_scenario("textbook")
->>> result = ega_sim.evaluate("cascade/vcg", scenario, requests=1000, seed=0)
+>>> world = ega_sim.make_world("textbook")
+>>> result = ega_sim.evaluate("cascade/vcg", world, requests=1000, seed=0)
 >>> result.regret_max < 1e-9
 True
 """
@@ -12,6 +12,7 @@ from ega_sim.envs import register_envs
 from ega_sim.evaluation import EvaluationResult, evaluate
 from ega_sim.mechanisms import make_mechanism, mechanism_names
 from ega_sim.provenance import package_version
+from ega_sim.world.build import make_world
 
 __version__ = package_version()
 register_envs()  # ega_sim/AdAuction-v0 for gymnasium.make
@@ -23,5 +24,6 @@ __all__ = [
     "evaluate",
     "load_scenario",
     "make_mechanism",
+    "make_world",
     "mechanism_names",
 ]

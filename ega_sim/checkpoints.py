@@ -1,5 +1,6 @@
-"""Checkpoint files: the checkpoint.json every trained mechanism folder carries, read with clear
-errors, and tensor files written atomically and loaded with weights_only=True."""
+"""Checkpoint files: the names of each layout (trained_parts.py describes them), the
+checkpoint.json every trained mechanism folder carries, read with clear errors, and tensor files
+written atomically and loaded with weights_only=True."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from pathlib import Path
 import torch
 
 from ega_sim.atomic import write_bytes_atomic
+
+CASCADE_FORMAT = 1
+PCTR_FILE = "pctr.pt"
+
+GENERATIVE_FORMAT = 1
+GENERATIVE_STAGES = ("tokenizers", "pretrain", "reward_model", "alignment")
+STAGE_RECORD = "stage.json"
+
+PAYNET_FORMAT = 1
+PAYNET_DIR = "paynet"
+PAYNET_FILE = "paynet.pt"
 
 
 def save_tensors(path: str | Path, tensors) -> Path:
@@ -53,3 +65,14 @@ def read_checkpoint_record(
             f"not {scenario_name!r}"
         )
     return record
+
+
+def stage_dir(directory: str | Path, stage: str) -> Path:
+    """Where a generative training stage keeps its files."""
+    return Path(directory) / "stages" / stage
+
+
+def finished_stage(directory: str | Path, stage: str) -> dict | None:
+    """The report of a finished generative stage, None while it is unfinished."""
+    marker = stage_dir(directory, stage) / STAGE_RECORD
+    return json.loads(marker.read_text()) if marker.is_file() else None

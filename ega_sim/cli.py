@@ -1,249 +1,173 @@
-"""The `ega-sim` command line: run experiments, evaluate, train and benchmark mechanisms."""
+"""The `ega-sim` command line, a table of commands: each a short handler that builds the world
+and calls the library, registered with `@command(name, *options)`, its docstring its help
+(first line), description and examples. Options several commands share are declared once."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from ega_sim.bench import SUITES, run_suites
 from ega_sim.config.errors import ConfigError
+from ega_sim.experiments.executors import EXECUTORS
+from ega_sim.metrics.regret import MISREPORT_METHODS
 
-EVALUATE_EXAMPLES = """examples:
-  ega-sim evaluate --scenario textbook
-  ega-sim evaluate --scenario envs/single_slot.toml --mechanism cascade/vcg myerson/threshold \\
-      --requests 100000 --seed 3 --json
-  ega-sim evaluate --scenario lognormal_heavy_tail --mechanism cascade/gsp --misreport dense
-  ega-sim evaluate --scenario feed_small --mechanism cascade/gsp cascade/vcg \\
-      --checkpoint runs/feed_small_cascade --misreport grid
-"""
-
-SIMULATE_LOGS_EXAMPLES = """examples:
-  ega-sim simulate-logs --scenario feed_small --requests 50000 --out runs/feed_small_logs
-  ega-sim simulate-logs --scenario feed_medium --requests 100000 --seed 1 --out runs/medium_logs
-"""
-
-TRAIN_EXAMPLES = """examples:
-  ega-sim train --scenario feed_small --mechanism cascade/gsp --out runs/feed_small_cascade
-  ega-sim train --scenario feed_small --mechanism cascade/vcg --logs runs/feed_small_logs \\
-      --out runs/feed_small_cascade --epochs 10
-  ega-sim train --scenario textbook --mechanism cascade/paynet --out runs/textbook_paynet
-  ega-sim train --scenario feed_small --mechanism ega/paynet --from runs/feed_small_ega \\
-      --out runs/feed_small_ega_paynet
-"""
-
-MISREPORT_EXAMPLES = """examples:
-  ega-sim misreport --scenario textbook --out reports/misreport
-  ega-sim misreport --scenario textbook --mechanism cascade/gsp cascade/vcg cascade/first \\
-      --ppo-steps 4096 --out reports/misreport
-  ega-sim misreport --scenario feed_small --mechanism oracle_cascade/gsp oracle_cascade/vcg \\
-      --requests 5000 --out reports/misreport_feed
-"""
-
-BENCH_EXAMPLES = """examples:
-  ega-sim bench                          # position auctions and feed_small, 1 thread
-  ega-sim bench --suite position --requests 1000000 --threads 2
-  ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
-  ega-sim bench --suite logs             # simulate-logs, 100,000 requests of feed_medium
-  ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp with 16 and 64 beams
-  ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
-  ega-sim bench --suite envs             # AdAuction-v0: single, SyncVectorEnv, native vector
-"""
+Handler = Callable[[argparse.Namespace], int]
 
 
-RUN_EXAMPLES = """examples:
-  ega-sim run experiments/quickstart.toml                 # report in reports/quickstart/
-  ega-sim run experiments/textbook.toml --quick           # smoke run: reports/textbook-quick/
-  ega-sim run experiments/paper_table2.toml --workers 4 --artifacts runs/trained
-  ega-sim run experiments/paper_table3.toml --workers 4 --artifacts runs/trained
-  ega-sim run experiments/paper_figure5.toml --executor ray --address ray://head:10001
-"""
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: its flags and add_argument settings."""
 
-REPORT_EXAMPLES = """examples:
-  ega-sim report reports/quickstart      # redraw report.md, report.html and the figures
-"""
+    flags: tuple[str, ...]
+    settings: dict
 
-
-def _add_run(subparsers) -> None:
-    from ega_sim.experiments.executors import EXECUTORS
-
-    parser = subparsers.add_parser(
-        "run",
-        help="run an experiment file: train, evaluate every cell, write tables and a report",
-        description="Run an experiment (a TOML file, see experiments/README.md): its cells "
-        "(scenario x mechanism x sweep point x seed) run as independent tasks after the "
-        "trained parts they need; each cell's result is written as soon as it finishes and "
-        "skipped when the command is repeated, so an interrupted run resumes. Writes "
-        "results.csv (tidy; and .parquet with pyarrow), curves.csv, regret.csv, report.md, "
-        "report.html and figures/ into the report folder.",
-        epilog=RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("experiment", help="experiment file (TOML)")
-    parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help="local worker processes (default) or Ray tasks (pip install 'ega-sim[distributed]')",
-    )
-    parser.add_argument("--address", default=None, help="ray: address of an existing cluster")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="tasks at a time (default: CPU cores)"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per task (default 1)")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: few requests, tiny training"
-    )
-    parser.add_argument(
-        "--out", default=None, help="report folder (default reports/<experiment>[-quick]/)"
-    )
-    parser.add_argument(
-        "--artifacts",
-        default=None,
-        help="folder of trained parts, shareable between experiments (default OUT/artifacts)",
-    )
-    parser.set_defaults(handler=_run_run)
+    def but(self, **changes) -> Option:
+        """The same option with some settings changed (a command's own default or help)."""
+        return replace(self, settings={**self.settings, **changes})
 
 
-def _run_run(args: argparse.Namespace) -> int:
+def opt(*flags: str, **settings) -> Option:
+    return Option(flags, settings)  # written as add_argument is
+
+
+COMMANDS: dict[str, tuple[tuple[Option, ...], Handler]] = {}
+
+
+def command(name: str, *options: Option) -> Callable[[Handler], Handler]:
+    """Register a handler as the subcommand `name`."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = (options, handler)
+        return handler
+
+    return register
+
+
+SCENARIO = opt("--scenario", required=True, help="scenario file path or shipped name")
+MECHANISMS = opt("--mechanism", nargs="+", metavar="ALLOCATOR/PAYMENT", help="mechanisms")
+REQUESTS = opt("--requests", type=int, help="requests")
+SEED = opt("--seed", type=int, default=0, help="run seed")
+DEVICE = opt("--device", default="cpu", help="cpu or cuda")
+CHECKPOINT = opt("--checkpoint", help="folder of a trained mechanism (see `ega-sim train`)")
+THREADS = opt("--threads", type=int, default=1, help="torch CPU threads")
+JSON = opt("--json", action="store_true", help="print JSON Lines, one per mechanism")
+OUT = opt("--out", required=True)
+
+
+@command(
+    "run",
+    opt("experiment", help="experiment file (TOML)"),
+    opt("--executor", choices=EXECUTORS, default="local", help="local processes or Ray tasks"),
+    opt("--address", help="ray: address of an existing cluster"),
+    opt("--workers", type=int, help="tasks at a time (default: CPU cores / threads)"),
+    THREADS.but(help="torch threads per task"),
+    opt("--quick", action="store_true", help="smoke run: few requests, tiny training"),
+    opt("--out", help="report folder (default reports/<experiment>[-quick]/)"),
+    opt("--artifacts", help="folder of trained parts, to share (default OUT/artifacts)"),
+)
+def _run(args: argparse.Namespace) -> int:
+    """run an experiment file: train, evaluate every cell, write tables and a report
+
+    Run an experiment (a TOML file, see experiments/README.md): its cells (scenario x mechanism
+    x sweep point x seed) run as independent tasks after the trained parts they need, each
+    written as it finishes and skipped when the command is repeated, so an interrupted run
+    resumes. Writes results.csv, curves.csv, regret.csv, report.md, report.html and figures/
+    into the report folder. Ray: pip install 'ega-sim[distributed]'.
+
+    examples:
+      ega-sim run experiments/quickstart.toml                 # report in reports/quickstart/
+      ega-sim run experiments/textbook.toml --quick           # smoke run: reports/textbook-quick/
+      ega-sim run experiments/paper_table2.toml --workers 4 --artifacts runs/trained
+      ega-sim run experiments/paper_figure5.toml --executor ray --address ray://head:10001
+    """
     from ega_sim.experiments import load_experiment, quick_spec, run_experiment
-    from ega_sim.experiments.report import report_lines
+    from ega_sim.report import report_lines
 
     spec = load_experiment(args.experiment)
-    if args.quick:
-        spec = quick_spec(spec)
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address: only with --executor ray")
-    summary = run_experiment(
-        spec,
-        args.out,
-        executor=args.executor,
-        workers=args.workers,
-        threads=args.threads,
-        address=args.address,
-        artifacts=args.artifacts,
-    )
-    print(
-        f"{spec.name}: {summary.cells} cells, {summary.reused} finished before, "
-        f"{summary.computed} computed now, {len(summary.failed)} failed; "
-        f"{summary.seconds:.0f} s"
-    )
+    settings = ("out", "executor", "workers", "threads", "address", "artifacts")
+    spec = quick_spec(spec) if args.quick else spec
+    summary = run_experiment(spec, **{key: getattr(args, key) for key in settings})
+    print(summary.counts_line())
     if summary.failed:
-        for line in summary.failed:
-            print(f"  failed: {line}", file=sys.stderr)
-        print(
-            f"rerun the same command to retry them; finished cells are kept in {summary.out}",
-            file=sys.stderr,
-        )
+        print("\n".join(summary.failure_lines()), file=sys.stderr)
         return 1
-    for line in report_lines(summary.out):
-        print(line)
-    print(f"report: {summary.out / 'report.html'}")
+    print("\n".join([*report_lines(summary.out), f"report: {summary.out / 'report.html'}"]))
     return 0
 
 
-def _add_report(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="redraw an experiment's tables and report from its stored results",
-        description="Rebuild results.csv, the figures, report.md and report.html of a report "
-        "folder from its finished cells (OUT/cells/*.json), without rerunning anything.",
-        epilog=REPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("folder", help="report folder written by `ega-sim run`")
-    parser.set_defaults(handler=_run_report)
+@command("report", opt("folder", help="report folder written by `ega-sim run`"))
+def _report(args: argparse.Namespace) -> int:
+    """redraw an experiment's tables and report from its stored results
 
+    Rebuild the tables, figures, report.md and report.html of a report folder from its finished
+    cells (OUT/cells/*.json), without rerunning anything.
 
-def _run_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    examples:
+      ega-sim report reports/quickstart      # redraw report.md, report.html and the figures
+    """
     from ega_sim.experiments import write_outputs
 
-    for path in write_outputs(Path(args.folder)):
-        print(path)
+    print("\n".join(str(path) for path in write_outputs(Path(args.folder))))
     return 0
 
 
-def _add_evaluate(subparsers) -> None:
-    from ega_sim.metrics.regret import MISREPORT_METHODS
+@command(
+    "evaluate",
+    SCENARIO,
+    MECHANISMS.but(help="default: those that apply (on a feed market cascade/gsp, cascade/vcg)"),
+    REQUESTS.but(default=10_000),
+    SEED,
+    opt("--misreport", choices=MISREPORT_METHODS, default="exact", help="regret search"),
+    opt("--dense-points", type=int, default=64, help="bids of the dense search"),
+    opt("--gamma-max", type=float, default=2.0, help="dense search upper multiplier"),
+    DEVICE,
+    CHECKPOINT,
+    JSON,
+    opt("--out", help="also write the JSON Lines to this file"),
+)
+def _evaluate(args: argparse.Namespace) -> int:
+    """measure revenue, welfare and incentive compatibility of mechanisms on a scenario
 
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="measure revenue, welfare and incentive compatibility of mechanisms on a scenario",
-        description="Run mechanisms on truthful bids for a scenario and measure per-request "
-        "revenue, welfare, utility, clicks and ex-post regret (against the ground truth).",
-        epilog=EVALUATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--scenario", required=True, help="scenario file path or shipped name")
-    parser.add_argument(
-        "--mechanism",
-        nargs="+",
-        default=None,
-        metavar="ALLOCATOR/PAYMENT",
-        help="mechanisms to evaluate (default: every mechanism that applies to the scenario)",
-    )
-    parser.add_argument("--requests", type=int, default=10_000, help="requests (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    parser.add_argument(
-        "--misreport",
-        choices=MISREPORT_METHODS,
-        default="exact",
-        help="how misreports are searched for regret (default exact; none skips regret)",
-    )
-    parser.add_argument("--dense-points", type=int, default=64, help="bids of the dense search")
-    parser.add_argument(
-        "--gamma-max", type=float, default=2.0, help="dense search upper multiplier"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--checkpoint", default=None, help="folder of a trained mechanism (see `ega-sim train`)"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON Lines, one per mechanism")
-    parser.add_argument("--out", default=None, help="also write the JSON Lines to this file")
-    parser.set_defaults(handler=_run_evaluate)
+    Run mechanisms on truthful bids for a scenario and measure per-request revenue, welfare,
+    utility, clicks and ex-post regret (against the ground truth); --misreport none skips
+    regret.
 
-
-def _run_evaluate(args: argparse.Namespace) -> int:
+    examples:
+      ega-sim evaluate --scenario textbook
+      ega-sim evaluate --scenario envs/single_slot.toml --mechanism cascade/vcg myerson/threshold \\
+          --requests 100000 --seed 3 --json
+      ega-sim evaluate --scenario lognormal_heavy_tail --mechanism cascade/gsp --misreport dense
+      ega-sim evaluate --scenario feed_small --mechanism cascade/gsp cascade/vcg \\
+          --checkpoint runs/feed_small_cascade --misreport grid
+    """
     from ega_sim.atomic import write_text_atomic
-    from ega_sim.config.scenario import load_scenario
-    from ega_sim.evaluation import evaluate, resolve_device
-    from ega_sim.mechanisms.registry import make_mechanism, mechanism_names
+    from ega_sim.evaluation import evaluate
+    from ega_sim.mechanisms.registry import learns, make_mechanism, mechanism_names
     from ega_sim.metrics.regret import MisreportSpec
     from ega_sim.report_table import format_table, to_json_line
+    from ega_sim.world.build import make_world
 
-    scenario = load_scenario(args.scenario)
-    device = resolve_device(args.device)
-    if args.mechanism:
-        names = args.mechanism
-    elif scenario.kind == "feed_market":
-        names = ["cascade/gsp", "cascade/vcg"]
-    else:
-        names = mechanism_names(scenario, learned=False)
+    world = make_world(args.scenario, args.device)
+    feed = world.config.kind == "feed_market"
+    default = ["cascade/gsp", "cascade/vcg"] if feed else mechanism_names(world, learned=False)
     mechanisms = [  # built first: a bad name or a missing checkpoint fails before any work
-        make_mechanism(
-            name,
-            scenario,
-            checkpoint=_checkpoint_for(name, scenario, args.checkpoint),
-            device=device,
-        )
-        for name in names
+        make_mechanism(name, world, checkpoint=args.checkpoint if learns(name, world) else None)
+        for name in args.mechanism or default
     ]
     spec = MisreportSpec(args.misreport, args.dense_points, args.gamma_max)
+    options = {"requests": args.requests, "seed": args.seed, "progress": sys.stderr.isatty()}
     results = []
     for mechanism in mechanisms:
-        result = evaluate(
-            mechanism,
-            scenario,
-            requests=args.requests,
-            seed=args.seed,
-            misreport=spec,
-            device=device,
-            progress=sys.stderr.isatty(),
-        )
-        results.append(result)
+        results.append(evaluate(mechanism, world, misreport=spec, **options))
         if args.json:
-            print(to_json_line(result), flush=True)
+            print(to_json_line(results[-1]), flush=True)
     if not args.json:
         print(format_table(results))
     if args.out:
@@ -251,49 +175,31 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_for(name: str, scenario, checkpoint: str | None) -> str | None:
-    """Only learned mechanisms read a checkpoint (a payment network, or a feed market's learned
-    allocator); the others ignore --checkpoint."""
-    feed = scenario.kind == "feed_market"
-    learned = name.endswith("/paynet") or (feed and name.split("/")[0] in ("cascade", "ega", "gr"))
-    return checkpoint if learned else None
+@command(
+    "simulate-logs",
+    SCENARIO.but(help="feed_market scenario file or name"),
+    REQUESTS.but(default=50_000),
+    SEED,
+    opt("--exploration", type=float, default=0.2, help="share of lists shown in random order"),
+    OUT.but(help="log folder to write"),
+)
+def _simulate_logs(args: argparse.Namespace) -> int:
+    """run the logging policy on a feed market and write the logs
 
+    Simulate a feed market's logged data: the logging policy (a cascade with exploration of
+    orderings and creatives) shows lists to sampled requests and the ground-truth user model
+    clicks. Writes NPZ files and meta.json to --out.
 
-def _add_simulate_logs(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "simulate-logs",
-        help="run the logging policy on a feed market and write the logs",
-        description="Simulate a feed market's logged data: the logging policy (a cascade with "
-        "exploration of orderings and creatives) shows lists to sampled requests and the "
-        "ground-truth user model clicks. Writes NPZ files and meta.json to --out.",
-        epilog=SIMULATE_LOGS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--scenario", required=True, help="feed_market scenario file or name")
-    parser.add_argument("--requests", type=int, default=50_000, help="requests (default 50000)")
-    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    parser.add_argument(
-        "--exploration",
-        type=float,
-        default=0.2,
-        help="share of requests shown in a random order (default 0.2)",
-    )
-    parser.add_argument("--out", required=True, help="log folder to write")
-    parser.set_defaults(handler=_run_simulate_logs)
-
-
-def _run_simulate_logs(args: argparse.Namespace) -> int:
-    from ega_sim.config.scenario import load_scenario
+    examples:
+      ega-sim simulate-logs --scenario feed_small --requests 50000 --out runs/feed_small_logs
+      ega-sim simulate-logs --scenario feed_medium --requests 100000 --seed 1 --out runs/logs
+    """
     from ega_sim.logs.simulate import simulate_logs
+    from ega_sim.world.build import make_world
 
-    meta = simulate_logs(
-        load_scenario(args.scenario),
-        args.requests,
-        args.out,
-        seed=args.seed,
-        exploration=args.exploration,
-        progress=sys.stderr.isatty(),
-    )
+    world = make_world(args.scenario)
+    settings = {"seed": args.seed, "exploration": args.exploration}
+    meta = simulate_logs(world, args.requests, args.out, progress=sys.stderr.isatty(), **settings)
     print(
         f"wrote {meta['requests']} logged requests of {meta['scenario']} to {args.out} "
         f"(POI CTR {meta['poi_ctr']:.4f}, {meta['seconds']:.1f} s)"
@@ -301,255 +207,160 @@ def _run_simulate_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train what a learned mechanism needs, from logs",
-        description="Train a learned mechanism's models from logs and write a checkpoint folder "
-        "for `ega-sim evaluate --checkpoint`. The feed-market cascade trains its position-aware "
-        "pCTR model; ega and gr the EGA-V2 pipeline; ALLOCATOR/paynet a payment network on top "
-        "of the allocator (trained first unless --from names a trained one) by ex-post regret "
-        "minimization. Without --logs, logs are first simulated into OUT/logs.",
-        epilog=TRAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--scenario", required=True, help="scenario file or name")
-    parser.add_argument("--mechanism", required=True, metavar="ALLOCATOR/PAYMENT")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write")
-    parser.add_argument("--logs", default=None, help="log folder (default: simulate into OUT/logs)")
-    parser.add_argument(
-        "--log-requests",
-        type=int,
-        default=50_000,
-        help="requests to simulate when --logs is not given (default 50000)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
-    parser.add_argument(
-        "--config",
-        default=None,
-        help="ega/gr: a TOML file of EGAConfig keys (ablations: mtp = false, single_stage = "
-        'true, [bidding] code_bid = "mean", alpha, beta; model sizes; beams); */paynet: a TOML '
-        "file of PaynetTrainConfig keys (steps, batch_size, lambda_init, rho_growth, ...)",
-    )
-    parser.add_argument(
-        "--from",
-        dest="from_dir",
-        default=None,
-        help="*/paynet on a feed market: a trained allocator's checkpoint folder to reuse",
-    )
-    parser.add_argument("--steps", type=int, default=None, help="*/paynet: training steps")
-    parser.set_defaults(handler=_run_train)
+@command(
+    "train",
+    SCENARIO,
+    opt("--mechanism", required=True, metavar="ALLOCATOR/PAYMENT"),
+    OUT.but(help="checkpoint folder to write"),
+    opt("--logs", help="log folder (default: simulate into OUT/logs)"),
+    opt("--log-requests", type=int, default=50_000, help="requests to simulate without --logs"),
+    SEED,
+    opt("--epochs", type=int, help="training epochs"),
+    opt("--config", help="ega/gr: a TOML file of EGAConfig keys; */paynet: of PaynetTrainConfig"),
+    opt("--from", dest="from_dir", help="*/paynet on a feed market: a trained allocator to reuse"),
+    opt("--steps", type=int, help="*/paynet: training steps"),
+)
+def _train(args: argparse.Namespace) -> int:
+    """train what a learned mechanism needs, from logs
 
+    Train a learned mechanism's models from logs and write a checkpoint folder for `ega-sim
+    evaluate --checkpoint`. The feed-market cascade trains its position-aware pCTR model; ega
+    and gr the EGA-V2 pipeline (--config: ablations mtp = false, single_stage = true,
+    [bidding] code_bid = "mean", alpha, beta; model sizes; beams); ALLOCATOR/paynet a payment
+    network on top of the allocator (trained first unless --from names a trained one) by
+    ex-post regret minimization (--config: steps, batch_size, lambda_init, rho_growth, ...).
+    Without --logs, logs are first simulated into OUT/logs.
 
-def _run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ega_sim.config.scenario import load_scenario
+    examples:
+      ega-sim train --scenario feed_small --mechanism cascade/gsp --out runs/feed_small_cascade
+      ega-sim train --scenario feed_small --mechanism cascade/vcg --logs runs/feed_small_logs \\
+          --out runs/feed_small_cascade --epochs 10
+      ega-sim train --scenario textbook --mechanism cascade/paynet --out runs/textbook_paynet
+      ega-sim train --scenario feed_small --mechanism ega/paynet --from runs/feed_small_ega \\
+          --out runs/feed_small_ega_paynet
+    """
     from ega_sim.mechanisms.registry import mechanism_names
     from ega_sim.training import train_mechanism
+    from ega_sim.world.build import make_world
 
-    scenario = load_scenario(args.scenario)
-    if args.mechanism not in mechanism_names(scenario):
-        raise ValueError(
-            f"mechanism: expected one of {', '.join(mechanism_names(scenario))}; "
-            f"got {args.mechanism!r}"
-        )
-    report = train_mechanism(
-        scenario,
-        args.mechanism,
-        Path(args.out),
-        logs=args.logs,
-        log_requests=args.log_requests,
-        seed=args.seed,
-        epochs=args.epochs,
-        progress=sys.stderr.isatty(),
-        config_path=args.config,
-        from_dir=args.from_dir,
-        steps=args.steps,
-    )
-    print(report)
+    world = make_world(args.scenario)
+    if args.mechanism not in (known := mechanism_names(world)):
+        raise ValueError(f"mechanism: expected one of {', '.join(known)}; got {args.mechanism!r}")
+    keys = ("logs", "log_requests", "seed", "epochs", "from_dir", "steps")
+    settings = {key: getattr(args, key) for key in keys} | {"config_path": args.config}
+    settings["progress"] = sys.stderr.isatty()
+    print(train_mechanism(world, args.mechanism, Path(args.out), **settings))
     return 0
 
 
-def _add_misreport(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "misreport",
-        help="which misreport pays: utility against bid multiplier, bandit and PPO bidders",
-        description="For each mechanism, against truthful opponents: the focal advertiser's "
-        "expected utility per request against its bid multiplier (0.05 .. 2.0), the best "
-        "multiplier, the one a UCB bandit converges to and (--ppo-steps, needs "
-        "stable-baselines3) the one a PPO agent bids, with their gains over truthful bidding. "
-        "Writes misreport.csv (tidy) and misreport.png to --out.",
-        epilog=MISREPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--scenario", required=True, help="scenario file or name")
-    parser.add_argument(
-        "--mechanism",
-        nargs="+",
-        default=None,
-        metavar="ALLOCATOR/PAYMENT",
-        help="default: cascade/gsp cascade/vcg cascade/first (position auctions)",
-    )
-    parser.add_argument("--checkpoint", default=None, help="folder of a trained mechanism")
-    parser.add_argument("--requests", type=int, default=20_000, help="requests per curve point")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bandit-steps", type=int, default=300, help="0 skips the bandit")
-    parser.add_argument("--ppo-steps", type=int, default=0, help="PPO training steps (0: none)")
-    parser.add_argument("--out", required=True, help="folder for misreport.csv and .png")
-    parser.set_defaults(handler=_run_misreport)
+@command(
+    "misreport",
+    SCENARIO,
+    MECHANISMS.but(default=["cascade/gsp", "cascade/vcg", "cascade/first"]),
+    CHECKPOINT,
+    REQUESTS.but(default=20_000, help="requests per curve point"),
+    SEED,
+    opt("--bandit-steps", type=int, default=300, help="0 skips the bandit"),
+    opt("--ppo-steps", type=int, default=0, help="PPO training steps (0: none)"),
+    OUT.but(help="folder for misreport.csv and .png"),
+)
+def _misreport(args: argparse.Namespace) -> int:
+    """which misreport pays: utility against bid multiplier, bandit and PPO bidders
 
+    For each mechanism, against truthful opponents: the focal advertiser's expected utility per
+    request against its bid multiplier (0.05 .. 2.0), the best multiplier, the one a UCB bandit
+    converges to and (--ppo-steps, needs stable-baselines3) the one a PPO agent bids, with
+    their gains over truthful bidding. Writes misreport.csv (tidy) and misreport.png to --out.
 
-def _run_misreport(args: argparse.Namespace) -> int:
-    from ega_sim.config.scenario import load_scenario
+    examples:
+      ega-sim misreport --scenario textbook --out reports/misreport
+      ega-sim misreport --scenario textbook --mechanism cascade/gsp cascade/vcg cascade/first \\
+          --ppo-steps 4096 --out reports/misreport
+      ega-sim misreport --scenario feed_small --mechanism oracle_cascade/gsp oracle_cascade/vcg \\
+          --requests 5000 --out reports/misreport_feed
+    """
     from ega_sim.envs.misreport import run_misreport_study, summary_lines, write_study
+    from ega_sim.world.build import make_world
 
-    for key in ("requests", "bandit_steps", "ppo_steps"):
-        if getattr(args, key) < (1 if key == "requests" else 0):
-            raise ValueError(f"--{key.replace('_', '-')}: got {getattr(args, key)}")
-    scenario = load_scenario(args.scenario)
-    names = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
-    table = run_misreport_study(
-        scenario,
-        names,
-        checkpoint=args.checkpoint,
-        requests=args.requests,
-        seed=args.seed,
-        bandit_steps=args.bandit_steps,
-        ppo_steps=args.ppo_steps,
-    )
-    for line in summary_lines(table):
-        print(line)
-    for path in write_study(table, args.out):
-        print(f"wrote {path}")
+    settings = ("checkpoint", "requests", "seed", "bandit_steps", "ppo_steps")
+    world = make_world(args.scenario)
+    table = run_misreport_study(world, args.mechanism, **{k: getattr(args, k) for k in settings})
+    written = [f"wrote {path}" for path in write_study(table, args.out)]
+    print("\n".join([*summary_lines(table), *written]))
     return 0
 
 
-def _add_bench(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="measure auctions per second of the batched mechanisms",
-        description="Suites: 'position' (auctions/s of cascade/gsp, cascade/vcg and "
-        "myerson/threshold on a position auction, with and without exact regret), 'feed' "
-        "(requests/s of evaluating the learned cascade/gsp on feed_small, without regret and "
-        "with grid regret), 'logs' (wall time and peak memory of simulate-logs on feed_medium), "
-        "'ega' (requests/s of ega/gsp with 16 and 64 beams, from --checkpoint), 'paynet' "
-        "(inference cost of cascade/paynet against cascade/vcg; wall time and peak memory of "
-        "training it on textbook, three_bidders_two_slots and, from a --checkpoint of the "
-        "feed cascade, feed_small), 'envs' (env steps/s of AdAuction-v0: single env, "
-        "SyncVectorEnv x64, native vector env x64 and x1024, on textbook and feed_small). "
-        "Prints one line per measurement.",
-        epilog=BENCH_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--suite",
-        choices=("position", "feed", "logs", "ega", "paynet", "envs", "default", "all"),
-        default="default",
-        help="default: position and feed; all adds logs",
-    )
-    parser.add_argument("--requests", type=int, default=100_000, help="position suite requests")
-    parser.add_argument("--feed-requests", type=int, default=20_000, help="feed suite requests")
-    parser.add_argument(
-        "--checkpoint", default=None, help="feed: a cascade checkpoint; ega: an ega checkpoint"
-    )
-    parser.add_argument("--bidders", type=int, default=10)
-    parser.add_argument("--slots", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is kept")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--steps", type=int, default=2000, help="paynet: training steps (default 2000)"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON Lines")
-    parser.set_defaults(handler=_run_bench)
+@command(
+    "bench",
+    opt("--suite", choices=(*SUITES, "default", "all"), default="default", help="what to time"),
+    REQUESTS.but(default=100_000, help="position suite requests"),
+    opt("--feed-requests", type=int, default=20_000, help="feed suite requests"),
+    CHECKPOINT.but(help="feed: a cascade checkpoint; ega: an ega checkpoint"),
+    opt("--bidders", type=int, default=10, help="position suite bidders"),
+    opt("--slots", type=int, default=4, help="position suite slots"),
+    THREADS,
+    opt("--repeats", type=int, default=5, help="timed repeats; the best is kept"),
+    DEVICE,
+    opt("--steps", type=int, default=2000, help="paynet: training steps"),
+    JSON.but(help="print JSON Lines"),
+)
+def _bench(args: argparse.Namespace) -> int:
+    """measure auctions per second of the batched mechanisms
 
+    One line per measurement. Suites: position (auctions/s of rank mechanisms, with and without
+    exact regret), feed (requests/s of evaluate for the learned cascade/gsp on feed_small), logs
+    (simulate-logs on feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet
+    (cascade/paynet's inference and training), envs (AdAuction-v0 steps/s); default: position
+    and feed; all: adds logs.
 
-def _run_bench(args: argparse.Namespace) -> int:
-    from ega_sim.bench import run_feed_bench, run_logs_bench, run_position_auction_bench
-
-    for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots", "steps"):
-        if getattr(args, key) < 1:
-            raise ValueError(
-                f"--{key.replace('_', '-')}: expected an integer >= 1, got {getattr(args, key)}"
-            )
-
-    if args.suite in ("position", "default", "all"):
-        run_position_auction_bench(
-            requests=args.requests,
-            n_bidders=args.bidders,
-            n_slots=args.slots,
-            threads=args.threads,
-            repeats=args.repeats,
-            device=args.device,
-            as_json=args.json,
-        )
-    if args.suite in ("feed", "default", "all"):
-        run_feed_bench(
-            requests=args.feed_requests,
-            checkpoint=args.checkpoint,
-            threads=args.threads,
-            device=args.device,
-            as_json=args.json,
-        )
-    if args.suite in ("logs", "all"):
-        run_logs_bench(as_json=args.json)
-    if args.suite == "ega":
-        if args.checkpoint is None:
-            raise ValueError(
-                "bench --suite ega: expected --checkpoint DIR "
-                "(made by `ega-sim train --mechanism ega/gsp`)"
-            )
-        from ega_sim.bench import run_generative_bench
-
-        run_generative_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
-    if args.suite == "envs":
-        from ega_sim.bench import run_envs_bench
-
-        run_envs_bench(checkpoint=args.checkpoint, threads=args.threads, as_json=args.json)
-    if args.suite == "paynet":
-        from ega_sim.bench import run_paynet_bench
-
-        run_paynet_bench(
-            requests=args.requests,
-            n_bidders=args.bidders,
-            n_slots=args.slots,
-            steps=args.steps,
-            checkpoint=args.checkpoint,
-            threads=args.threads,
-            repeats=args.repeats,
-            as_json=args.json,
-        )
+    examples:
+      ega-sim bench                          # position auctions and feed_small, 1 thread
+      ega-sim bench --suite position --requests 1000000 --threads 2
+      ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
+      ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp, 16 and 64 beams
+      ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
+    """
+    run_suites(args)
     return 0
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description and examples kept as written; an option's default shown in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return action.help
+        shown = " ".join(default) if isinstance(default, list) else default
+        return f"{action.help} (default: {shown})"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ega_sim.provenance import package_version
+
     parser = argparse.ArgumentParser(
         prog="ega-sim",
         description="Simulate ad auctions and measure mechanisms (GSP, VCG, Myerson, EGA-V2).",
-        epilog="examples:\n  ega-sim run experiments/quickstart.toml\n"
-        "  ega-sim evaluate --scenario textbook\n\n"
-        "Run 'ega-sim COMMAND --help' for a command's options and examples.",
+        epilog="examples:\n  ega-sim run experiments/quickstart.toml\n  ega-sim evaluate "
+        "--scenario textbook\n\nRun 'ega-sim COMMAND --help' for its options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from ega_sim.provenance import package_version
-
     parser.add_argument("--version", action="version", version=f"ega-sim {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_run(subparsers)
-    _add_report(subparsers)
-    _add_evaluate(subparsers)
-    _add_simulate_logs(subparsers)
-    _add_train(subparsers)
-    _add_misreport(subparsers)
-    _add_bench(subparsers)
+    for name, (options, handler) in COMMANDS.items():
+        text = inspect.cleandoc(handler.__doc__)
+        summary, _, description = text.partition("\n\n")
+        sub = subparsers.add_parser(
+            name, help=summary, description=description, formatter_class=_HelpFormatter
+        )
+        for option in options:
+            sub.add_argument(*option.flags, **option.settings)
+        sub.set_defaults(handler=handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly

@@ -19,15 +19,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.config.scenario import ScenarioConfig, load_scenario
+from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.outcomes import measure_outcome
 from ega_sim.metrics.regret import MisreportSpec, misreport_utility
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
+from ega_sim.world.build import World, as_world
 from ega_sim.world.market_world import FeedMarketWorld
-from ega_sim.world.position_auction import PositionAuctionWorld
 
 # Requests per mechanism call. Small chunks stay in the CPU caches (measured: 4,096 requests of
 # n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
@@ -130,23 +130,6 @@ def _psi_per_ad(regret: torch.Tensor, utility: torch.Tensor) -> float:
     return float((regret[kept] / utility[kept]).mean())
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch device, with a clear error when CUDA is asked for but absent."""
-    try:
-        device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device here")
-    return device
-
-
-def make_world(scenario: ScenarioConfig, device: torch.device):
-    if isinstance(scenario, FeedMarketConfig):
-        return FeedMarketWorld(scenario, device=device)
-    return PositionAuctionWorld(scenario, device=device)
-
-
 def _measure_chunk(
     spec: MisreportSpec, mechanism, world, batch, with_regret: bool
 ) -> dict[str, torch.Tensor]:
@@ -210,29 +193,30 @@ def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):
     return tuple(regret.tolist()), tuple(utility.tolist())
 
 
-def evaluate(mechanism, scenario: ScenarioConfig | str | Path, **options) -> EvaluationResult:
-    """Run `mechanism` (a name like "cascade/vcg", or a mechanism) on truthful requests; the
-    options are `evaluate_detailed`'s."""
-    return evaluate_detailed(mechanism, scenario, **options)[0]
+def evaluate(mechanism, world: World | ScenarioConfig | str | Path, **options) -> EvaluationResult:
+    """Run `mechanism` (a name like "cascade/vcg", or a mechanism) on truthful requests of a
+    world (or of a scenario: a config, a path or a name); the options are
+    `evaluate_detailed`'s."""
+    return evaluate_detailed(mechanism, world, **options)[0]
 
 
 def evaluate_detailed(
     mechanism,
-    scenario: ScenarioConfig | str | Path,
+    world: World | ScenarioConfig | str | Path,
     *,
     requests: int = 10_000,
     seed: int = 0,
     misreport: str | MisreportSpec = "exact",
     regret_requests: int | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     chunk_size: int | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[EvaluationResult, EvaluationDetails]:
-    """`evaluate`, with the utility curve and a regret sample. `checkpoint` is where a learned
+    """`evaluate`, with the utility curve and a regret sample. A scenario's world is built on
+    `device` (default the CPU; a world stays on its own). `checkpoint` is where a learned
     mechanism given by name loads its trained parts; regret is measured on the first
     `regret_requests` requests (all by default: a search that re-runs beam search is costly)."""
-    scenario = load_scenario(scenario)
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: expected an integer >= 1, got {requests!r}")
     regret_requests = requests if regret_requests is None else regret_requests
@@ -242,13 +226,13 @@ def evaluate_detailed(
         raise ValueError(f"regret_requests: expected an integer >= 1, got {regret_requests!r}")
     regret_requests = min(regret_requests, requests)
     spec = misreport if isinstance(misreport, MisreportSpec) else MisreportSpec(method=misreport)
-    device = resolve_device(device)
+    world = as_world(world, device)
+    scenario, device = world.config, world.device
     if isinstance(mechanism, str):
-        mechanism = make_mechanism(mechanism, scenario, checkpoint=checkpoint, device=device)
+        mechanism = make_mechanism(mechanism, world, checkpoint=checkpoint)
     chunk_size = default_chunk_size(device) if chunk_size is None else chunk_size
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
-    world = make_world(scenario, device)
 
     started = time.perf_counter()
     all_requests = world.sample_requests(requests, make_generator(seed, "requests"))

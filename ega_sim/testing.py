@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import torch
 
-from ega_sim.config.scenario import ScenarioConfig, load_scenario
+from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.metrics.outcomes import IR_TOLERANCE
 from ega_sim.metrics.regret import MisreportSpec, candidate_misreports, rerun_utility
 from ega_sim.seeding import make_generator
+from ega_sim.world.build import World, as_world
 
 
 def _fail(mechanism, message: str) -> AssertionError:
     return AssertionError(f"{mechanism.name}: {message}")
 
 
-def check_mechanism(mechanism, scenario: ScenarioConfig | str, requests: int = 64, seed: int = 0):
-    """Raise AssertionError naming the first broken rule of the mechanism contract."""
-    from ega_sim.evaluation import make_world
-
-    scenario = load_scenario(scenario)
-    world = make_world(scenario, torch.device("cpu"))
+def check_mechanism(
+    mechanism, scenario: World | ScenarioConfig | str, requests: int = 64, seed: int = 0
+):
+    """Raise AssertionError naming the first broken rule of the mechanism contract, on
+    requests of a world (or of a scenario's world on the CPU)."""
+    world = as_world(scenario)
+    scenario = world.config
     batch = world.sample_requests(requests, make_generator(seed, "check_mechanism"))
     bids = batch.value_per_click
     n_bidders, n_slots = scenario.n_bidders, scenario.n_slots

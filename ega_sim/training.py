@@ -12,6 +12,7 @@ from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.logs.simulate import simulate_logs
 from ega_sim.logs.store import read_logs
 from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, train_pctr
+from ega_sim.world.build import World, as_world
 
 
 def training_config(section: str, table: dict, source: str = "<dict>"):
@@ -19,8 +20,8 @@ def training_config(section: str, table: dict, source: str = "<dict>"):
     "paynet": PaynetTrainConfig) from a TOML table; unknown keys and bad values are
     ConfigErrors naming `source` and the key."""
     from ega_sim.config.errors import ConfigError
-    from ega_sim.generative.train import EGAConfig
-    from ega_sim.payment.train import PaynetTrainConfig
+    from ega_sim.generative.config import EGAConfig
+    from ega_sim.payment.config import PaynetTrainConfig
 
     if section == "ega":
         return EGAConfig.from_dict(table, source)
@@ -51,8 +52,8 @@ def _train_generative(
     config_path: str | Path | None = None,
 ) -> str:
     from ega_sim.config.reader import read_toml
-    from ega_sim.generative.pretrain import PretrainConfig
-    from ega_sim.generative.train import EGAConfig, train_ega
+    from ega_sim.generative.config import EGAConfig, PretrainConfig
+    from ega_sim.generative.train import train_ega
 
     config = EGAConfig()
     if config_path is not None:
@@ -84,17 +85,18 @@ def _copy_allocator(source: Path, out: Path) -> None:
 
 
 def _train_paynet(
-    scenario, allocator: str, out: Path, *, from_dir, steps, seed, progress, config_path, **rest
+    world, allocator: str, out: Path, *, from_dir, steps, seed, progress, config_path, **rest
 ) -> str:
     from ega_sim.config.reader import read_toml
+    from ega_sim.payment.config import PaynetTrainConfig
     from ega_sim.payment.fit import train_paynet
-    from ega_sim.payment.train import PaynetTrainConfig
 
     config = PaynetTrainConfig()
     if config_path is not None:
         config = PaynetTrainConfig.from_dict(read_toml(Path(config_path)), str(config_path))
     if steps is not None:
         config = dataclasses.replace(config, steps=steps)
+    scenario = world.config
     feed = isinstance(scenario, FeedMarketConfig)
     if from_dir is not None:
         if not feed:
@@ -103,8 +105,8 @@ def _train_paynet(
             )
         _copy_allocator(Path(from_dir), out)
     elif feed and allocator != "oracle_cascade" and not (out / "checkpoint.json").is_file():
-        train_mechanism(scenario, f"{allocator}/gsp", out, seed=seed, progress=progress, **rest)
-    report = train_paynet(scenario, allocator, out, config, seed=seed, progress=progress)
+        train_mechanism(world, f"{allocator}/gsp", out, seed=seed, progress=progress, **rest)
+    report = train_paynet(world, allocator, out, config, seed=seed, progress=progress)
     figures = report["validation"]
     return (
         f"trained {allocator}/paynet for {scenario.name} in {report['seconds']:.1f} s "
@@ -116,7 +118,7 @@ def _train_paynet(
 
 
 def train_mechanism(
-    scenario: ScenarioConfig,
+    world: World | ScenarioConfig,
     mechanism: str,
     out: Path,
     *,
@@ -131,12 +133,15 @@ def train_mechanism(
 ) -> str:
     """Train and write a checkpoint folder; returns a one-paragraph report. `config_path`: a
     TOML file of EGAConfig keys for ega/gr, of PaynetTrainConfig keys for */paynet.
-    `from_dir`: for */paynet, a trained allocator to reuse instead of training one."""
+    `from_dir`: for */paynet, a trained allocator to reuse instead of training one. `world`:
+    the scenario's world (a scenario's is built on the CPU)."""
+    world = as_world(world)
+    scenario = world.config
     out = Path(out)
     allocator, _, payment = mechanism.partition("/")
     if payment == "paynet":
         return _train_paynet(
-            scenario,
+            world,
             allocator,
             out,
             from_dir=from_dir,
@@ -158,7 +163,7 @@ def train_mechanism(
     if logs is None:
         logs = out / "logs"
         if not (Path(logs) / "meta.json").is_file():  # a rerun resumes on the same logs
-            simulate_logs(scenario, log_requests, logs, seed=seed, progress=progress)
+            simulate_logs(world, log_requests, logs, seed=seed, progress=progress)
         data = read_logs(logs, scenario)
         if (data.meta.get("seed"), data.meta.get("requests")) != (seed, log_requests):
             raise ValueError(

@@ -25,23 +25,22 @@ from pathlib import Path
 import torch
 
 import ega_sim
-from ega_sim.evaluation import make_world
+from ega_sim.payment.config import PaynetTrainConfig
 from ega_sim.payment.fit import train_paynet
-from ega_sim.payment.train import PaynetTrainConfig
 from ega_sim.seeding import make_generator
+from ega_sim.world.build import make_world
 
 REFERENCE = {"cascade": "cascade/vcg", "myerson": "myerson/threshold"}
 
 
 def price_error(
-    scenario, allocator: str, checkpoint: Path, requests: int, seed: int
+    world, allocator: str, checkpoint: Path, requests: int, seed: int
 ) -> tuple[float, float]:
     """Mean |paynet price - reference price| per click over shown ads, and the mean
     reference price."""
-    world = make_world(scenario, torch.device("cpu"))
     batch = world.sample_requests(requests, make_generator(seed, "price_error"))
-    paynet = ega_sim.make_mechanism(f"{allocator}/paynet", scenario, checkpoint=checkpoint)
-    vcg = ega_sim.make_mechanism(REFERENCE[allocator], scenario)
+    paynet = ega_sim.make_mechanism(f"{allocator}/paynet", world, checkpoint=checkpoint)
+    vcg = ega_sim.make_mechanism(REFERENCE[allocator], world)
     with torch.no_grad():
         learned = paynet.run(batch, batch.value_per_click)
         reference = vcg.run(batch, batch.value_per_click)
@@ -54,15 +53,15 @@ def price_error(
 def run(
     name: str, allocator: str, config: PaynetTrainConfig, out: Path, seed: int, requests: int
 ) -> dict:
-    scenario = ega_sim.load_scenario(name)
+    world = make_world(name)
     started = time.perf_counter()
-    report = train_paynet(scenario, allocator, out, config, seed=seed, progress=True)
+    report = train_paynet(world, allocator, out, config, seed=seed, progress=True)
     seconds = time.perf_counter() - started
     learned = ega_sim.evaluate(
-        f"{allocator}/paynet", scenario, requests=requests, seed=seed + 1000, checkpoint=out
+        f"{allocator}/paynet", world, requests=requests, seed=seed + 1000, checkpoint=out
     )
-    vcg = ega_sim.evaluate(REFERENCE[allocator], scenario, requests=requests, seed=seed + 1000)
-    error, mean_price = price_error(scenario, allocator, out, requests, seed + 2000)
+    vcg = ega_sim.evaluate(REFERENCE[allocator], world, requests=requests, seed=seed + 1000)
+    error, mean_price = price_error(world, allocator, out, requests, seed + 2000)
     return {
         "scenario": name,
         "allocator": allocator,

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 import ega_sim
+from ega_sim.checkpoints import GENERATIVE_STAGES as STAGES
 from ega_sim.config import load_scenario
 from ega_sim.generative.alignment import AlignmentConfig
+from ega_sim.generative.config import EGAConfig
 from ega_sim.generative.pretrain import PretrainConfig
 from ega_sim.generative.reward_model import RewardModelConfig
-from ega_sim.generative.train import STAGES, EGAConfig, train_ega
+from ega_sim.generative.train import train_ega
 from ega_sim.logs.store import read_logs
 from ega_sim.testing import check_mechanism
 
@@ -98,11 +100,11 @@ def test_ega_config_files_are_validated(tmp_path):
 
 
 def test_paynet_cache_agrees_with_rerunning_the_allocator(checkpoint):
-    from ega_sim.evaluation import make_world
     from ega_sim.payment.generated_rule import generated_feature_count, generated_features
     from ega_sim.payment.generated_source import GeneratedDeviationSource
     from ega_sim.payment.network import PaymentNetwork
     from ega_sim.seeding import make_generator
+    from ega_sim.world.build import make_world
 
     out, _ = checkpoint
     scenario = load_scenario("feed_small")

@@ -69,6 +69,25 @@ def test_tiny_experiment_end_to_end(tmp_path):
         assert value * n_bidders[scenario[cell]] == pytest.approx(utility[cell], rel=1e-9)
 
 
+def test_cells_record_the_closed_forms_the_report_shows(tmp_path):
+    # The report reads files only: each position-auction cell records theory's closed forms.
+    out = tmp_path / "report"
+    run_experiment(tiny(tmp_path, requests=200), out, workers=1, progress=False)
+    closed = pd.read_csv(out / "closed_forms.csv")
+    assert len(closed) == 12
+    single = closed[closed["scenario"] == "single_slot"].set_index(["label", "seed"])
+    # Two U[0, 1] bidders, one slot: second price earns E[min] = 1/3, first price E[max] = 2/3
+    # with regret E[(v - b_other)+ ...] = 1/6 per bidder (tests/test_theory.py derives them).
+    assert single.loc[("cascade/gsp", 0), "revenue_per_request"] == pytest.approx(1 / 3)
+    assert single.loc[("cascade/first", 1), "revenue_per_request"] == pytest.approx(2 / 3)
+    assert single.loc[("cascade/first", 1), "regret_mean"] == pytest.approx(1 / 6)
+    section = (out / "report.md").read_text().split("## Closed forms")[1].split("\n## ")[0]
+    vcg_row = next(
+        line for line in section.splitlines() if "`single_slot`" in line and "VCG" in line
+    )
+    assert "| 0.3333 |" in vcg_row and "| 0.00000 |" in vcg_row
+
+
 def test_sweep_matches_closed_form_reserve_revenue(tmp_path):
     """Second price with reserve r, two U[0, 1] bidders: revenue 1/3 + r^2 - 4 r^3 / 3."""
     text = """

@@ -11,10 +11,10 @@ import torch
 
 from ega_sim.config import load_scenario
 from ega_sim.generative.beam_search import beam_search, candidate_set
+from ega_sim.generative.config import EGAConfig, generator_config
 from ega_sim.generative.items import build_item_tables
 from ega_sim.generative.pretrain import PretrainConfig, pretrain_generator
 from ega_sim.generative.token_bidding import BiddingConfig, item_log_probs, shared_prefix
-from ega_sim.generative.train import EGAConfig, generator_config
 from ega_sim.logs.store import read_logs
 from ega_sim.seeding import make_generator
 from ega_sim.world.market_world import FeedMarketWorld

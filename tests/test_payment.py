@@ -19,7 +19,6 @@ import torch
 
 import ega_sim
 from ega_sim.cli import main
-from ega_sim.evaluation import make_world
 from ega_sim.mechanisms.allocators import make_cascade
 from ega_sim.mechanisms.mechanism import RankMechanism
 from ega_sim.metrics.outcomes import measure_outcome
@@ -31,6 +30,7 @@ from ega_sim.payment.rank_source import RankDeviationSource
 from ega_sim.payment.train import PaynetTrainConfig, train_payment_network
 from ega_sim.seeding import make_generator
 from ega_sim.testing import check_mechanism
+from ega_sim.world.build import make_world
 from tests.conftest import position_auction, within_standard_errors
 
 HELD_OUT = 20_000

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ega_sim.experiments.paper import PAPER_NOTE, paper_figures, paper_table
-from ega_sim.experiments.report import report_lines, write_report
-from ega_sim.experiments.report.formats import format_value
-from ega_sim.experiments.stats import summarize, t_interval
+from ega_sim.config import load_scenario
 from ega_sim.experiments.theory import closed_form
+from ega_sim.report import report_lines, write_report
+from ega_sim.report.formats import format_value
+from ega_sim.report.paper import PAPER_NOTE, paper_figures, paper_table
+from ega_sim.report.stats import summarize, t_interval
 from tests.conftest import position_auction, within_standard_errors
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -107,6 +108,7 @@ def _write_folder(out: Path, *, reference: str = "closed_form", figures=None, pa
         "mechanisms": MECHANISMS,
         "paper_rows": paper_rows or {},
         "scenarios": [FEED, POSITION],
+        "scenario_names": [FEED, POSITION],
         "seeds": list(SEEDS),
         "requests": 1000,
         "regret_requests": 100,
@@ -145,6 +147,15 @@ def _write_folder(out: Path, *, reference: str = "closed_form", figures=None, pa
         ]
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     pd.DataFrame(regret).to_csv(out / "regret.csv", index=False)
+    # What the runner records beside the position auction's cells: theory's closed forms.
+    scenario = load_scenario(POSITION)
+    closed_forms = [
+        {"scenario": POSITION, "label": label, "seed": seed, SWEEP_KEY: math.nan}
+        | closed_form(scenario, MECHANISMS[label])
+        for label in LABELS
+        for seed in SEEDS
+    ]
+    pd.DataFrame(closed_forms).to_csv(out / "closed_forms.csv", index=False)
     return out
 
 
@@ -233,6 +244,14 @@ def test_closed_forms_follow_a_scenario_sweep(tmp_path):
         "seeds": [0],
     }
     (out / "experiment.json").write_text(json.dumps(experiment))
+    closed_forms = [  # what the runner records beside each cell: theory's closed forms
+        {"scenario": "three_bidders_two_slots", "label": label, "seed": 0}
+        | {key: json.dumps([1.0, a])}
+        | closed_form(load_scenario("three_bidders_two_slots", {"slot_ctr": [1.0, a]}), label)
+        for a in (0.3, 0.9)
+        for label in ("cascade/gsp", "cascade/vcg")
+    ]
+    pd.DataFrame(closed_forms).to_csv(out / "closed_forms.csv", index=False)
     rows = []
     for a in (0.3, 0.9):
         for label, revenue in (("cascade/gsp", 0.5 + a / 4), ("cascade/vcg", 0.5)):

@@ -11,13 +11,9 @@ import pytest
 import torch
 
 from ega_sim.config import load_scenario
-from ega_sim.generative.reward_model import (
-    RewardModelConfig,
-    fit_item_tokenizers,
-    list_inputs,
-    logged_inputs,
-    train_reward_model,
-)
+from ega_sim.generative.items import fit_item_tokenizers
+from ega_sim.generative.reward_model import RewardModelConfig, list_inputs, logged_inputs
+from ega_sim.generative.reward_model_train import train_reward_model
 from ega_sim.logs.simulate import simulate_logs
 from ega_sim.logs.store import read_logs
 from ega_sim.ranking.train import auc, exposure_examples, train_pctr

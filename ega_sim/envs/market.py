@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.config.scenario import load_scenario
-from ega_sim.evaluation import make_world, resolve_device
 from ega_sim.mechanisms.base import per_bidder
 from ega_sim.mechanisms.registry import make_mechanism
+from ega_sim.world.build import as_world
 from ega_sim.world.click_model import resolve_list
 
 
@@ -35,17 +34,19 @@ class Round:
 
 
 class AuctionMarket:
-    """A scenario's world and mechanism, run on bids given as multipliers of the values."""
+    """A world and a mechanism, run on bids given as multipliers of the values. `scenario` is
+    a world or a scenario (whose world is built on `device`, default the CPU); `mechanism` a
+    name (built on the world, from `checkpoint` if learned) or a mechanism."""
 
-    def __init__(self, scenario, mechanism: str, checkpoint=None, device="cpu"):
-        self.scenario = load_scenario(scenario)
-        self.device = resolve_device(device)
+    def __init__(self, scenario, mechanism, checkpoint=None, device=None):
+        self.world = as_world(scenario, device)
+        self.scenario = self.world.config
+        self.device = self.world.device
         self.mechanism = (
-            make_mechanism(mechanism, self.scenario, checkpoint=checkpoint, device=self.device)
+            make_mechanism(mechanism, self.world, checkpoint=checkpoint)
             if isinstance(mechanism, str)
             else mechanism
         )
-        self.world = make_world(self.scenario, self.device)
         self.feed = isinstance(self.scenario, FeedMarketConfig)
         self.n_bidders = self.scenario.n_bidders
 

@@ -24,17 +24,18 @@ from ega_sim.envs.best_response import learn_multiplier, utility_curve
 from ega_sim.envs.market import AuctionMarket
 from ega_sim.envs.strategies import MULTIPLIER_GRID, UCBBandit
 from ega_sim.provenance import provenance
+from ega_sim.world.build import as_world
 
 CURVE_GRID = tuple(round(0.05 * k, 2) for k in range(1, 41))  # 0.05 .. 2.0
 
 
-def _env(scenario, mechanism, checkpoint, per_step: int, max_steps: int):
-    """AdAuction-v0 against truthful opponents, rewarded with expected utility."""
+def _env(market: AuctionMarket, per_step: int, max_steps: int):
+    """AdAuction-v0 on the market's world and mechanism, against truthful opponents, rewarded
+    with expected utility."""
     return gymnasium.make(
         ENV_ID,
-        scenario=scenario,
-        mechanism=mechanism,
-        checkpoint=checkpoint,
+        scenario=market.world,
+        mechanism=market.mechanism,
         requests_per_step=per_step,
         reward="expected",
         max_steps=max_steps,
@@ -42,18 +43,18 @@ def _env(scenario, mechanism, checkpoint, per_step: int, max_steps: int):
     )
 
 
-def _bandit(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int) -> float:
-    env = _env(scenario, mechanism, checkpoint, per_step, max(steps, 1))
+def _bandit(market: AuctionMarket, steps: int, per_step: int, seed: int) -> float:
+    env = _env(market, per_step, max(steps, 1))
     env.reset(seed=seed)
     return learn_multiplier(env, UCBBandit(MULTIPLIER_GRID), steps)
 
 
-def _ppo(scenario, mechanism, checkpoint, steps: int, per_step: int, seed: int):
+def _ppo(market: AuctionMarket, steps: int, per_step: int, seed: int):
     """(multiplier, utility per request of PPO, of truthful bidding on the same requests)."""
     from ega_sim.envs.sb3 import evaluate_policy, normalized, train_ppo
 
     def make():
-        return normalized(_env(scenario, mechanism, checkpoint, per_step, 16))
+        return normalized(_env(market, per_step, 16))
 
     env = make()
     env.reset(seed=seed)
@@ -83,10 +84,20 @@ def run_misreport_study(
     ppo_steps: int = 0,
     requests_per_step: int = 64,
 ) -> pd.DataFrame:
-    """The tidy table of the study (see the module docstring)."""
+    """The tidy table of the study (see the module docstring). `scenario` is a world or a
+    scenario (whose world is built on the CPU); each mechanism is built once on it."""
+    for key, value, minimum in (
+        ("requests", requests, 1),
+        ("bandit_steps", bandit_steps, 0),
+        ("ppo_steps", ppo_steps, 0),
+        ("requests_per_step", requests_per_step, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+    world = as_world(scenario)
     rows = []
     for name in mechanisms:
-        market = AuctionMarket(scenario, name, checkpoint)
+        market = AuctionMarket(world, name, checkpoint)
         curve = utility_curve(market, CURVE_GRID, requests=requests, seed=seed)
         truthful = curve.utility_at(1.0)
 
@@ -118,13 +129,11 @@ def run_misreport_study(
             row("best_response", curve.best_multiplier, float(curve.utility[best]), math.nan)
         )
         if bandit_steps > 0:
-            learned = _bandit(scenario, name, checkpoint, bandit_steps, requests_per_step, seed)
+            learned = _bandit(market, bandit_steps, requests_per_step, seed)
             nearest = int(np.argmin(np.abs(curve.multipliers - learned)))
             rows.append(row("bandit", learned, float(curve.utility[nearest]), math.nan))
         if ppo_steps > 0:
-            multiplier, utility, truthful_there = _ppo(
-                scenario, name, checkpoint, ppo_steps, requests_per_step, seed
-            )
+            multiplier, utility, truthful_there = _ppo(market, ppo_steps, requests_per_step, seed)
             rows.append(row("ppo", multiplier, utility, math.nan, truthful=truthful_there))
     table = pd.DataFrame(rows)
     for key, value in provenance().items():

@@ -39,7 +39,7 @@ class AdAuctionParallelEnv(ParallelEnv):
         max_steps: int = 100,
         gamma_max: float = 2.0,
         reward: str = "realized",
-        device: str = "cpu",
+        device: str | None = None,
     ):
         self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
         check_settings(self.market, 0, requests_per_step, max_steps, gamma_max, reward)

@@ -130,7 +130,7 @@ class FocalGame:
         max_steps: int,
         gamma_max: float,
         reward: str,
-        device: str,
+        device: str | None,
     ):
         self.market = AuctionMarket(scenario, mechanism, checkpoint, device)
         check_settings(self.market, focal, requests_per_step, max_steps, gamma_max, reward)
@@ -181,7 +181,7 @@ class AdAuctionEnv(gym.Env):
         max_steps: int = 100,
         gamma_max: float = 2.0,
         reward: str = "realized",
-        device: str = "cpu",
+        device: str | None = None,
     ):
         self.game = FocalGame(
             scenario,

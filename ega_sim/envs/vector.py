@@ -40,7 +40,7 @@ class AdAuctionVectorEnv(VectorEnv):
         max_steps: int = 100,
         gamma_max: float = 2.0,
         reward: str = "realized",
-        device: str = "cpu",
+        device: str | None = None,
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs!r}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ega_sim.atomic import write_text_atomic
-from ega_sim.config.scenario import load_scenario
+from ega_sim.config.scenario import ScenarioConfig, load_scenario
 
 KINDS = ("logs", "cascade", "generative", "paynet")
 DONE = "done.json"
@@ -31,9 +31,8 @@ def _digest(record: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def scenario_identity(reference: str, overrides: dict) -> dict:
+def scenario_identity(scenario: ScenarioConfig) -> dict:
     """The validated scenario as plain data (its file path left out): what a result rests on."""
-    scenario = load_scenario(reference, overrides or None)
     record = dataclasses.asdict(scenario)
     record.pop("source", None)
     return record
@@ -51,12 +50,17 @@ class Artifact:
     log_requests: int = 0  # logs only
     allocator: str = ""  # paynet only: the allocator it prices
     needs: tuple[str, ...] = ()
+    # The scenario with the overrides applied, validated (loaded here when not given).
+    validated: ScenarioConfig | None = field(default=None, compare=False, repr=False)
     id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"artifact kind: expected one of {', '.join(KINDS)}")
-        scenario = scenario_identity(self.scenario, self.overrides)
+        if self.validated is None:
+            validated = load_scenario(self.scenario, self.overrides or None)
+            object.__setattr__(self, "validated", validated)
+        scenario = scenario_identity(self.validated)
         identity = {
             "kind": self.kind,
             "scenario": scenario,
@@ -108,14 +112,15 @@ def train_artifact(artifact: Artifact, root: Path) -> dict:
 
 def _train(artifact: Artifact, root: Path, out: Path) -> dict:
     from ega_sim.training import training_config
+    from ega_sim.world.build import make_world
 
-    scenario = load_scenario(artifact.scenario, artifact.overrides or None)
+    scenario = artifact.validated
     started = time.perf_counter()
     source = f"training settings of {artifact.id}"
     if artifact.kind == "logs":
         from ega_sim.logs.simulate import simulate_logs
 
-        simulate_logs(scenario, artifact.log_requests, out, seed=artifact.seed)
+        simulate_logs(make_world(scenario), artifact.log_requests, out, seed=artifact.seed)
         summary = f"{artifact.log_requests} logged requests"
     elif artifact.kind == "cascade":
         from ega_sim.logs.store import read_logs
@@ -141,7 +146,8 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
             shutil.copytree(root / artifact.needs[0], out, dirs_exist_ok=True)
             (out / DONE).unlink(missing_ok=True)
         config = training_config("paynet", artifact.config, source)
-        report = train_paynet(scenario, artifact.allocator, out, config, seed=artifact.seed)
+        world = make_world(scenario)
+        report = train_paynet(world, artifact.allocator, out, config, seed=artifact.seed)
         validation = report["validation"]
         summary = f"held-out revenue/request {validation['revenue_per_request']:.4f}"
     record = {

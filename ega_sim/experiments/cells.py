@@ -11,6 +11,7 @@ fixed per worker).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.config.scenario import load_scenario
+from ega_sim.config.scenario import PositionAuctionConfig, ScenarioConfig, load_scenario
 from ega_sim.experiments.artifacts import Artifact, _digest, finished, scenario_identity
 from ega_sim.experiments.spec import ExperimentSpec, MechanismSpec, StudySpec, merge_tables
 from ega_sim.mechanisms.registry import GENERATIVE_ALLOCATORS
@@ -40,12 +41,17 @@ class Cell:
     study: StudySpec
     checkpoint: str | None  # artifact id whose folder the mechanism loads, if learned
     trained_from: tuple[str, ...] = ()  # every artifact it rests on (for training time)
+    # The scenario with the overrides applied, validated (loaded here when not given).
+    validated: ScenarioConfig | None = field(default=None, compare=False, repr=False)
     id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        if self.validated is None:
+            validated = load_scenario(self.scenario, self.overrides or None)
+            object.__setattr__(self, "validated", validated)
         identity = {
             "kind": self.kind,
-            "scenario": scenario_identity(self.scenario, self.overrides),
+            "scenario": scenario_identity(self.validated),
             "mechanism": dataclasses.asdict(self.mechanism),
             "sweep": self.sweep,  # two points may give one scenario; each keeps its cell
             "seed": self.seed,
@@ -93,6 +99,14 @@ class _Planner:
     def __init__(self, spec: ExperimentSpec):
         self.spec = spec
         self.artifacts: dict[str, Artifact] = {}
+        self.scenarios: dict[str, ScenarioConfig] = {}  # each scenario variant loaded once
+
+    def scenario(self, reference: str, overrides: dict) -> ScenarioConfig:
+        """The validated scenario of a reference with a sweep point's overrides."""
+        key = json.dumps([reference, overrides], sort_keys=True, default=str)
+        if key not in self.scenarios:
+            self.scenarios[key] = load_scenario(reference, overrides or None)
+        return self.scenarios[key]
 
     def add(self, artifact: Artifact) -> str:
         self.artifacts.setdefault(artifact.id, artifact)
@@ -101,7 +115,8 @@ class _Planner:
     def chain(self, scenario, overrides, mechanism: MechanismSpec, training: dict, seed: int):
         """The artifact the mechanism loads (None if nothing is learned) and all it rests on."""
         spec = self.spec
-        feed = isinstance(load_scenario(scenario, overrides or None), FeedMarketConfig)
+        validated = self.scenario(scenario, overrides)
+        feed = isinstance(validated, FeedMarketConfig)
 
         def section(name: str) -> dict:
             merged = merge_tables(spec.training.sections.get(name, {}), training.get(name, {}))
@@ -112,11 +127,23 @@ class _Planner:
         base = None
         if feed and allocator in ("cascade", *GENERATIVE_ALLOCATORS):
             logs = self.add(
-                Artifact("logs", scenario, overrides, {}, seed, spec.training.log_requests)
+                Artifact(
+                    "logs",
+                    scenario,
+                    overrides,
+                    {},
+                    seed,
+                    spec.training.log_requests,
+                    validated=validated,
+                )
             )
             kind = "cascade" if allocator == "cascade" else "generative"
             config = section("cascade" if kind == "cascade" else "ega")
-            base = self.add(Artifact(kind, scenario, overrides, config, seed, needs=(logs,)))
+            base = self.add(
+                Artifact(
+                    kind, scenario, overrides, config, seed, needs=(logs,), validated=validated
+                )
+            )
             chain = [logs, base]
         if payment == "paynet":
             needs = () if base is None else (base,)
@@ -128,6 +155,7 @@ class _Planner:
                 seed,
                 allocator=allocator,
                 needs=needs,
+                validated=validated,
             )
             chain.append(self.add(paynet))
         return (chain[-1] if chain else None), tuple(chain)
@@ -166,26 +194,36 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
                             study=spec.study,
                             checkpoint=checkpoint,
                             trained_from=chain,
+                            validated=planner.scenario(scenario, overrides),
                         )
                     )
     return Plan(cells, planner.artifacts)
 
 
 def run_cell(cell: Cell, artifacts_root: Path) -> dict:
-    """Compute one cell; returns its record (metrics, curve, regret sample, provenance)."""
+    """Compute one cell on its world; returns its record (metrics, curve, regret sample,
+    closed forms where known, provenance)."""
+    from ega_sim.world.build import make_world
+
     started = time.perf_counter()
-    scenario = load_scenario(cell.scenario, cell.overrides or None)
+    scenario = cell.validated
+    world = make_world(scenario, cell.device)
     checkpoint = None if cell.checkpoint is None else artifacts_root / cell.checkpoint
     if cell.kind == "misreport":
-        metrics, curve, regret = _study_cell(cell, scenario, checkpoint)
+        metrics, curve, regret = _study_cell(cell, world, checkpoint)
     else:
-        metrics, curve, regret = _evaluate_cell(cell, scenario, checkpoint)
+        metrics, curve, regret = _evaluate_cell(cell, world, checkpoint)
     train_seconds = sum(
         (finished(artifacts_root, artifact_id) or {}).get("seconds", math.nan)
         for artifact_id in cell.trained_from
     )
     from ega_sim.provenance import provenance
 
+    closed_form = None
+    if cell.kind == "evaluate" and isinstance(scenario, PositionAuctionConfig):
+        from ega_sim.experiments.theory import closed_form as theory
+
+        closed_form = theory(scenario, cell.mechanism.name)
     return {
         "cell": cell.id,
         "experiment": cell.experiment,
@@ -201,6 +239,7 @@ def run_cell(cell: Cell, artifacts_root: Path) -> dict:
         "metrics": metrics,
         "curve": curve,
         "regret": regret,
+        "closed_form": closed_form,
         "seconds": time.perf_counter() - started,
         "train_seconds": train_seconds if cell.trained_from else math.nan,
         **provenance(),
@@ -236,25 +275,23 @@ EVALUATE_METRICS = (
 )
 
 
-def _evaluate_cell(cell: Cell, scenario, checkpoint):
+def _evaluate_cell(cell: Cell, world, checkpoint):
     from ega_sim.evaluation import evaluate_detailed
     from ega_sim.mechanisms.registry import make_mechanism
 
     mechanism = make_mechanism(
         cell.mechanism.name,
-        scenario,
+        world,
         checkpoint=checkpoint,
-        device=cell.device,
         settings=cell.mechanism.settings or None,
     )
     result, details = evaluate_detailed(
         mechanism,
-        scenario,
+        world,
         requests=cell.requests,
         seed=cell.seed,
         misreport=cell.misreport,
         regret_requests=cell.regret_requests,
-        device=cell.device,
     )
     metrics = {}
     for name, key, se_key in EVALUATE_METRICS:
@@ -276,12 +313,12 @@ def _evaluate_cell(cell: Cell, scenario, checkpoint):
     return metrics, curve, regret
 
 
-def _study_cell(cell: Cell, scenario, checkpoint):
+def _study_cell(cell: Cell, world, checkpoint):
     from ega_sim.envs.misreport import run_misreport_study
 
     study = cell.study
     table = run_misreport_study(
-        scenario,
+        world,
         [cell.mechanism.name],
         checkpoint=checkpoint,
         requests=cell.requests,

@@ -1,6 +1,7 @@
 """Cell records to tidy tables: results (one row per cell and metric), curves (utility against
-the misreport multiplier) and regret (a per-pair sample), written as CSV and, when pyarrow is
-present, Parquet. Files are written atomically.
+the misreport multiplier), regret (a per-pair sample) and closed_forms (a position auction's
+revenue and regret from theory, per cell), written as CSV and, when pyarrow is present,
+Parquet. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ega_sim.atomic import write_bytes_atomic
+from ega_sim.experiments.theory import CLOSED_FORM_KEYS
 
 CELLS = "cells"
 IDENTITY = ("experiment", "cell", "scenario", "label", "mechanism", "seed")
@@ -51,7 +53,7 @@ def _nan(value) -> float:
 
 def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame]:
     """The tidy tables of a set of cell records: results, curves, regret."""
-    results, curves, regret = [], [], []
+    results, curves, regret, closed_forms = [], [], [], []
     for record in records:
         identity = _identity(record, sweep_keys)
         cell = {key: record[key] for key in CELL_COLUMNS}
@@ -73,6 +75,9 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
                 curve["multiplier"], curve["utility"], curve["utility_se"], strict=True
             ):
                 curves.append({**identity, "multiplier": m, "utility": u, "utility_se": _nan(se)})
+        expected = record.get("closed_form")
+        if expected:
+            closed_forms.append({**identity, **{k: _nan(v) for k, v in expected.items()}})
         sample = record.get("regret")
         if sample:
             for r, u in zip(sample["regret"], sample["utility"], strict=True):
@@ -87,6 +92,7 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
             curves, columns=[*identity_columns, "multiplier", "utility", "utility_se"]
         ),
         "regret": pd.DataFrame(regret, columns=[*identity_columns, "regret", "utility"]),
+        "closed_forms": pd.DataFrame(closed_forms, columns=[*identity_columns, *CLOSED_FORM_KEYS]),
     }
 
 

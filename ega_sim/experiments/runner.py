@@ -41,6 +41,20 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)  # "id: error"
     seconds: float = 0.0
     written: list[Path] = field(default_factory=list)
+    name: str = ""  # the experiment's
+
+    def counts_line(self) -> str:
+        return (
+            f"{self.name}: {self.cells} cells, {self.reused} finished before, {self.computed} "
+            f"computed now, {len(self.failed)} failed; {self.seconds:.0f} s"
+        )
+
+    def failure_lines(self) -> list[str]:
+        """What failed and how to retry; empty when nothing failed."""
+        if not self.failed:
+            return []
+        retry = f"rerun the same command to retry them; finished cells are kept in {self.out}"
+        return [*(f"  failed: {line}" for line in self.failed), retry]
 
 
 def default_out(spec: ExperimentSpec) -> Path:
@@ -62,6 +76,7 @@ def experiment_record(spec: ExperimentSpec, plan: Plan) -> dict:
         "mechanisms": {m.label: m.name for m in spec.mechanisms},
         "paper_rows": {m.label: m.paper for m in spec.mechanisms if m.paper},
         "scenarios": sorted({c.scenario for c in plan.cells}, key=list(spec.scenarios).index),
+        "scenario_names": list(dict.fromkeys(c.validated.name for c in plan.cells)),
         "seeds": list(spec.seeds),
         "requests": spec.requests,
         "regret_requests": spec.regret_requests,
@@ -120,6 +135,7 @@ def run_experiment(
     )
     pending_cells = [c for c in plan.cells if not _cell_path(out, c).is_file()]
     summary = RunSummary(out, len(plan.cells), len(plan.cells) - len(pending_cells), 0)
+    summary.name = spec.name
     needed: set[str] = set()
     for cell in pending_cells:
         needed.update(cell.trained_from)
@@ -234,7 +250,7 @@ def _submit_ready(
 
 def write_outputs(out: Path) -> list[Path]:
     """The tidy tables and the report from the records in OUT (no cell is rerun)."""
-    from ega_sim.experiments.report import write_report
+    from ega_sim.report import write_report
 
     meta_path = out / "experiment.json"
     if not meta_path.is_file():

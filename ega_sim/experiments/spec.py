@@ -18,12 +18,11 @@ from typing import Any
 from ega_sim.config.errors import ConfigError
 from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.config.scenario import load_scenario, resolve_scenario_path
-from ega_sim.generative.train import INFERENCE_SETTINGS, EGAConfig, with_settings
+from ega_sim.generative.config import INFERENCE_SETTINGS, EGAConfig, with_settings
 from ega_sim.metrics.regret import MISREPORT_METHODS
+from ega_sim.report.names import FIGURES, REFERENCES
 
 KINDS = ("evaluate", "misreport")
-FIGURES = ("comparison", "sweeps", "utility_curve", "regret", "frontier", "truth_vs_model")
-REFERENCES = ("none", "closed_form", "paper_table2", "paper_table3", "paper_figure5")
 SWEEP_MODES = ("product", "separate")
 SWEEP_PREFIXES = ("scenario.", "mechanism.", "training.")
 TRAINING_SECTIONS = ("cascade", "ega", "paynet")

@@ -16,26 +16,16 @@ items are chosen, not how items and users are represented.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from ega_sim.generative.beam_search import allowed_items, beam_search, candidate_set
+from ega_sim.generative.config import AlignmentConfig
 from ega_sim.generative.generator import level_lookup
 from ega_sim.generative.token_bidding import item_log_probs, shared_prefix
 from ega_sim.seeding import make_generator
 from ega_sim.world.requests import MarketRequests
-
-
-@dataclass(frozen=True)
-class AlignmentConfig:
-    steps: int = 60
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def logged_requests(logs, rows: torch.Tensor) -> MarketRequests:
@@ -98,12 +88,13 @@ def teacher_forced_log_z(mechanism, candidates, items, creative) -> torch.Tensor
 def align(
     mechanism,
     logs,
-    config: AlignmentConfig = AlignmentConfig(),
+    config: AlignmentConfig | None = None,
     *,
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
     """Policy-gradient alignment of mechanism.parts.generator in place; returns a report."""
+    config = AlignmentConfig() if config is None else config
     started = time.perf_counter()
     generator = mechanism.parts.generator
     trained = [

@@ -22,8 +22,8 @@ import torch
 
 from ega_sim.generative.beam_search import beam_search, candidate_set
 from ega_sim.generative.generator import Generator
-from ega_sim.generative.pretrain import ItemTables
-from ega_sim.generative.reward_model import ItemTokenizers, PermutationAwareRM, list_inputs
+from ega_sim.generative.items import ItemTables, ItemTokenizers
+from ega_sim.generative.reward_model import PermutationAwareRM, list_inputs
 from ega_sim.generative.token_bidding import BiddingConfig
 from ega_sim.mechanisms.base import Outcome
 from ega_sim.mechanisms.feed_cascade import FeedAllocation

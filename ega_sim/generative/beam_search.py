@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ega_sim.generative.generator import Generator, level_lookup
-from ega_sim.generative.pretrain import ItemTables
+from ega_sim.generative.items import ItemTables
 from ega_sim.generative.token_bidding import BiddingConfig, item_log_probs, shared_prefix
 from ega_sim.world.requests import MarketRequests
 

@@ -22,22 +22,12 @@ the ground truth), then frozen.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ega_sim.generative.tokenizer import (
-    RQVAEConfig,
-    creative_embeddings,
-    poi_embeddings,
-    semantic_ids,
-    train_rqvae,
-)
+from ega_sim.generative.items import ItemTokenizers
 from ega_sim.logs.store import Logs
 from ega_sim.ranking.features import (
     creative_feature_size,
@@ -45,8 +35,6 @@ from ega_sim.ranking.features import (
     item_feature_size,
     poi_features,
 )
-from ega_sim.ranking.train import auc
-from ega_sim.seeding import derive_seed, make_generator
 from ega_sim.world.feed_market import ObservedMarket
 
 HEADS = ("poi", "img", "cvr")
@@ -97,80 +85,7 @@ class RewardModelConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Model inputs: semantic IDs of the market's items, and the tensors of a batch of lists
-
-
-@dataclass(frozen=True)
-class ItemTokenizers:
-    """Semantic IDs of every POI and every creative of a market (platform-side features only).
-
-    The last column of each ID is the RQ-VAE's disambiguation rank. The creative table holds,
-    at every missing (advertiser, creative) slot, the "no creative" ID: the last index of each
-    column's vocabulary, which organic items get too."""
-
-    poi_ids: torch.Tensor  # [P, Cp + 1] long
-    creative_ids: torch.Tensor  # [A, Cmax, Cc + 1] long
-    poi_vocab: tuple[int, ...]  # embedding-table size of each POI ID column
-    creative_vocab: tuple[int, ...]  # same for creatives, "no creative" index included
-    reports: dict  # the two RQ-VAE fit reports
-
-    @property
-    def no_creative(self) -> torch.Tensor:
-        """The "no creative" ID [Cc + 1]."""
-        return torch.tensor(self.creative_vocab, device=self.creative_ids.device) - 1
-
-    def to(self, device: torch.device | str) -> ItemTokenizers:
-        return dataclasses.replace(
-            self, poi_ids=self.poi_ids.to(device), creative_ids=self.creative_ids.to(device)
-        )
-
-
-def fit_item_tokenizers(
-    platform: ObservedMarket,
-    *,
-    seed: int = 0,
-    levels: int = 3,
-    codebook_size: int = 32,
-    steps: int = 200,
-) -> ItemTokenizers:
-    """Train the POI and the creative RQ-VAE on the platform's tables (a few seconds on a CPU
-    with the small default step count) and tabulate every item's semantic ID."""
-    pois = poi_embeddings(platform).cpu()  # [P, F]
-    poi_model, poi_report = train_rqvae(
-        pois,
-        RQVAEConfig(
-            input_dim=pois.shape[1], levels=levels, codebook_size=codebook_size, steps=steps
-        ),
-        seed=derive_seed(seed, "reward_model", "poi_tokenizer"),
-        desc="POI RQ-VAE",
-    )
-    poi_ids = semantic_ids(poi_model, pois)  # [P, C + 1]
-    styles, where = creative_embeddings(platform)  # [n, Dc], [n, 2]
-    styles, where = styles.cpu(), where.cpu()
-    creative_model, creative_report = train_rqvae(
-        styles,
-        RQVAEConfig(
-            input_dim=styles.shape[1], levels=levels, codebook_size=codebook_size, steps=steps
-        ),
-        seed=derive_seed(seed, "reward_model", "creative_tokenizer"),
-        desc="creative RQ-VAE",
-    )
-    codes = semantic_ids(creative_model, styles)  # [n, C + 1]
-    poi_vocab = (codebook_size,) * levels + (int(poi_ids[:, -1].max()) + 1,)
-    creative_vocab = tuple(
-        v + 1 for v in (codebook_size,) * levels + (int(codes[:, -1].max()) + 1,)
-    )
-    n_advertisers, max_creatives = platform.creative_valid.shape
-    creative_ids = torch.tensor(creative_vocab).sub(1).repeat(n_advertisers, max_creatives, 1)
-    creative_ids[where[:, 0], where[:, 1]] = codes  # [A, Cmax, C + 1]
-    device = platform.poi_location.device
-    return ItemTokenizers(
-        poi_ids.to(device),
-        creative_ids.to(device),
-        poi_vocab,
-        creative_vocab,
-        {"poi": poi_report, "creative": creative_report},
-    )
+# Model inputs: the tensors of a batch of lists
 
 
 @dataclass(frozen=True)
@@ -236,7 +151,7 @@ def logged_inputs(
 # The model
 
 
-def _base_rates(outcomes: torch.Tensor) -> torch.Tensor:
+def base_rates(outcomes: torch.Tensor) -> torch.Tensor:
     """[3]: POI CTR, image CTR and CVR (orders per POI click) of outcomes [R, K, 3]."""
     clicked = outcomes[..., 0] > 0.5
     rates = torch.stack(
@@ -294,10 +209,10 @@ class PermutationAwareRM(nn.Module):
         )
 
     @torch.no_grad()
-    def start_at_base_rates(self, outcomes: torch.Tensor) -> None:
+    def start_atbase_rates(self, outcomes: torch.Tensor) -> None:
         """Set each tower's output bias to the logit of its base rate in outcomes [R, K, 3], so
         training starts from the constant predictor instead of 50%."""
-        for tower, rate in zip(self.towers, _base_rates(outcomes), strict=True):
+        for tower, rate in zip(self.towers, base_rates(outcomes), strict=True):
             tower[-1].bias.fill_(float(torch.logit(rate)))
 
     def forward(
@@ -331,105 +246,3 @@ class PermutationAwareRM(nn.Module):
         """(P(POI click) [B, K], P(image click) [B, K], CVR = P(order | POI click) [B, K])."""
         p = torch.sigmoid(self.logits(inputs))
         return p[..., 0], p[..., 1], p[..., 2]
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
-
-
-def split_requests(
-    n_requests: int, validation_share: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training rows, validation rows) of the RM's request split: its own named stream."""
-    generator = make_generator(seed, "reward_model", "split")
-    permutation = torch.randperm(n_requests, generator=generator)
-    n_validation = max(1, int(n_requests * validation_share))
-    return permutation[n_validation:], permutation[:n_validation]
-
-
-def _losses(logit: torch.Tensor, outcome: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Mean BCE of the three heads; logit and outcome [B, K, 3]. CVR only where a POI click."""
-    bce = nn.functional.binary_cross_entropy_with_logits
-    clicked = outcome[..., 0] > 0.5  # [B, K]
-    poi = bce(logit[..., 0], outcome[..., 0])
-    img = bce(logit[..., 1], outcome[..., 1])
-    cvr = (
-        bce(logit[..., 2][clicked], outcome[..., 2][clicked])
-        if bool(clicked.any())
-        else logit.new_zeros(())
-    )
-    return poi, img, cvr
-
-
-@torch.no_grad()
-def evaluate_reward_model(
-    model: PermutationAwareRM, inputs: ListInputs, outcomes: torch.Tensor
-) -> dict:
-    """AUC and log loss of each head on lists with known outcomes [R, K, 3]."""
-    logit = model.logits(inputs)  # [R, K, 3]
-    clicked = outcomes[..., 0] > 0.5
-    poi, img, cvr = _losses(logit, outcomes)
-    return {
-        "poi_auc": auc(logit[..., 0].flatten(), outcomes[..., 0].flatten()),
-        "img_auc": auc(logit[..., 1].flatten(), outcomes[..., 1].flatten()),
-        "cvr_auc": auc(logit[..., 2][clicked], outcomes[..., 2][clicked]),
-        "poi_log_loss": float(poi),
-        "img_log_loss": float(img),
-        "cvr_log_loss": float(cvr),
-        "log_loss": float(poi + img + cvr),
-    }
-
-
-def train_reward_model(
-    logs: Logs,
-    tokenizers: ItemTokenizers,
-    config: RewardModelConfig = RewardModelConfig(),
-    *,
-    seed: int = 0,
-    progress: bool = False,
-) -> tuple[PermutationAwareRM, dict]:
-    """Fit the RM on logged lists (90/10 request split, see split_requests); returns it (eval
-    mode) and a report: validation AUC and log loss of each head, beside the log loss of the
-    constant predictor (the training base rates)."""
-    started = time.perf_counter()
-    torch.manual_seed(seed)  # initial weights; data order and split have their own streams
-    train_rows, validation_rows = split_requests(logs.n_requests, config.validation_share, seed)
-    training, train_outcomes = logged_inputs(logs, tokenizers, train_rows)
-    validation, validation_outcomes = logged_inputs(logs, tokenizers, validation_rows)
-    model = PermutationAwareRM.for_market(config, logs.platform, tokenizers)
-    model.start_at_base_rates(train_outcomes)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    n_train = len(train_rows)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    order_stream = make_generator(seed, "reward_model", "order")
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch, desc="train RM", unit="step", disable=not progress
-    )
-    model.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(n_train, generator=order_stream)
-        for start in range(0, n_train, config.batch_size):
-            index = order[start : start + config.batch_size]
-            poi, img, cvr = _losses(model.logits(training.select(index)), train_outcomes[index])
-            loss = poi + img + cvr
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    bar.close()
-    model.eval()
-    constant = torch.logit(_base_rates(train_outcomes)).expand_as(validation_outcomes)
-    report = {
-        "train_requests": n_train,
-        "validation_requests": len(validation_rows),
-        **{
-            f"validation_{k}": v
-            for k, v in evaluate_reward_model(model, validation, validation_outcomes).items()
-        },
-        "constant_log_loss": float(sum(_losses(constant, validation_outcomes))),
-        "seconds": time.perf_counter() - started,
-    }
-    return model, report

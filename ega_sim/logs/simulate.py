@@ -13,6 +13,7 @@ from ega_sim.logs.policy import DEFAULT_EXPLORATION, logging_policy
 from ega_sim.logs.store import EXPOSURE_COLUMNS, write_logs
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
+from ega_sim.world.build import as_world
 from ega_sim.world.click_model import resolve_list
 from ega_sim.world.market_world import FeedMarketWorld
 
@@ -20,16 +21,17 @@ LOG_CHUNK = 8_192
 
 
 def simulate_logs(
-    scenario: FeedMarketConfig,
+    world: FeedMarketWorld | FeedMarketConfig,
     requests: int,
     out: str | Path,
     *,
     seed: int = 0,
     exploration: float = DEFAULT_EXPLORATION,
-    world: FeedMarketWorld | None = None,
     progress: bool = False,
 ) -> dict:
-    """Write `requests` logged requests of the scenario to the folder `out`; returns the meta."""
+    """Write `requests` logged requests of a feed market's world (or of a scenario's world,
+    built here) to the folder `out`; returns the meta."""
+    scenario = getattr(world, "config", world)
     if not isinstance(scenario, FeedMarketConfig):
         raise ValueError(
             f"simulate-logs: scenario {scenario.name!r} is a {scenario.kind}; logs "
@@ -40,7 +42,7 @@ def simulate_logs(
     if not 0.0 <= exploration <= 1.0:
         raise ValueError(f"exploration: expected a probability in [0, 1], got {exploration!r}")
     started = time.perf_counter()
-    world = world if world is not None else FeedMarketWorld(scenario)
+    world = as_world(world)
     market = world.cpu_market
     observed = market.observed()
     click_model = world.click_model if world.device.type == "cpu" else None

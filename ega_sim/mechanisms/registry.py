@@ -1,4 +1,4 @@
-"""Mechanisms by name, "ALLOCATOR/PAYMENT": `make_mechanism("cascade/vcg", scenario)`.
+"""Mechanisms by name, "ALLOCATOR/PAYMENT": `make_mechanism("cascade/vcg", world)`.
 
 Position auctions: allocators `cascade` and `myerson`. Feed markets: `cascade` (needs a
 checkpoint made by `ega-sim train`), `oracle_cascade` (the true CTRs, for analysis), and the
@@ -6,6 +6,9 @@ generative `ega` and `gr` (checkpoints of `ega-sim train --mechanism ega/gsp`).
 Payment rules: gsp, vcg, threshold, first (generated lists: gsp and first), and the learned
 `paynet` on every allocator (its network from CHECKPOINT/paynet/, made by
 `ega-sim train --mechanism ALLOCATOR/paynet`).
+
+The registry is a lookup of names to factories: each factory takes the world and the trained
+parts (loaded by trained_parts.py) and composes the mechanism.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from pathlib import Path
 import torch
 
 from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.config.scenario import ScenarioConfig, load_scenario
+from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.mechanisms.allocators import ALLOCATORS
 from ega_sim.mechanisms.mechanism import RankMechanism
 from ega_sim.mechanisms.payments import PAYMENT_RULES
+from ega_sim.world.build import World, as_world
 
 FEED_ALLOCATORS = ("cascade", "oracle_cascade")
 GENERATIVE_ALLOCATORS = ("ega", "gr")
@@ -26,9 +30,12 @@ GENERATIVE_PAYMENTS = ("gsp", "first")
 LEARNED_PAYMENT = "paynet"
 
 
-def mechanism_names(scenario: ScenarioConfig | None = None, *, learned: bool = True) -> list[str]:
-    """The mechanisms that apply to a scenario (position-auction ones when none is given);
-    `learned=False` leaves out those that need a trained payment network."""
+def mechanism_names(
+    scenario: ScenarioConfig | World | None = None, *, learned: bool = True
+) -> list[str]:
+    """The mechanisms that apply to a scenario or its world (position-auction ones when none is
+    given); `learned=False` leaves out those that need a trained payment network."""
+    scenario = getattr(scenario, "config", scenario)  # a world's scenario
     payments = [*PAYMENT_RULES, LEARNED_PAYMENT] if learned else list(PAYMENT_RULES)
     if not isinstance(scenario, FeedMarketConfig):
         return [f"{a}/{p}" for a in ALLOCATORS for p in payments]
@@ -37,18 +44,30 @@ def mechanism_names(scenario: ScenarioConfig | None = None, *, learned: bool = T
     return names + [f"{a}/{p}" for a in GENERATIVE_ALLOCATORS for p in generative]
 
 
+def learns(name: str, scenario: ScenarioConfig | World) -> bool:
+    """Whether the mechanism reads a checkpoint: a payment network, or a feed market's learned
+    allocator (the cascade's pCTR model, the generative pipeline)."""
+    feed = isinstance(getattr(scenario, "config", scenario), FeedMarketConfig)
+    allocator, _, payment = str(name).partition("/")
+    return payment == LEARNED_PAYMENT or (feed and allocator in ("cascade", *GENERATIVE_ALLOCATORS))
+
+
 def make_mechanism(
     name: str,
-    scenario: ScenarioConfig | str | Path,
+    world: World | ScenarioConfig | str | Path,
     *,
     checkpoint: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     settings: dict | None = None,
 ):
-    """Build the mechanism `ALLOCATOR/PAYMENT` for a scenario (a config, a path or a name).
-    Learned allocators load their trained parts from `checkpoint`; `settings` changes how a
-    generative allocator generates (generative.train.INFERENCE_SETTINGS) without retraining."""
-    scenario = load_scenario(scenario)
+    """Build the mechanism `ALLOCATOR/PAYMENT` on a world (or on a scenario: a config, a path
+    or a name, whose world is built on `device`). Learned allocators load their trained parts
+    from `checkpoint`; `settings` changes how a generative allocator generates
+    (generative.config.INFERENCE_SETTINGS) without retraining."""
+    from ega_sim.trained_parts import load_payment_network
+
+    world = as_world(world, device)
+    scenario = world.config
     known = mechanism_names(scenario)
     allocator_name, slash, payment_name = str(name).partition("/")
     if not slash or f"{allocator_name}/{payment_name}" not in known:
@@ -58,97 +77,98 @@ def make_mechanism(
         )
     if settings and allocator_name not in GENERATIVE_ALLOCATORS:
         raise ValueError(f"mechanism {name}: settings apply to ega/* and gr/* only")
+    network = None
     if payment_name == LEARNED_PAYMENT:
-        from ega_sim.payment.fit import load_payment_network
-
-        if checkpoint is None:
-            raise ValueError(
-                f"mechanism {name} is learned and needs --checkpoint DIR; make one with "
-                f"`ega-sim train --scenario {scenario.name} --mechanism {name} --out DIR`"
-            )
-        network = load_payment_network(checkpoint, scenario, allocator_name)
-        return paynet_mechanism(allocator_name, scenario, network, checkpoint, device, settings)
-    if allocator_name in GENERATIVE_ALLOCATORS:
-        return _make_generative(
-            allocator_name, payment_name, scenario, checkpoint, device, settings=settings
-        )
-    payment_rule = PAYMENT_RULES[payment_name]()
-    if isinstance(scenario, FeedMarketConfig):
-        return _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device)
-    if checkpoint is not None:
+        _require_checkpoint(name, scenario, checkpoint)
+        network = load_payment_network(checkpoint, scenario.name, allocator_name)
+    elif not isinstance(scenario, FeedMarketConfig) and checkpoint is not None:
         raise ValueError(f"mechanism {name}: takes no checkpoint (nothing in it is learned)")
-    return RankMechanism(ALLOCATORS[allocator_name](scenario), payment_rule)
+    return _FACTORIES[_factory_key(allocator_name, scenario)](
+        allocator_name, payment_name, world, checkpoint, settings, network
+    )
 
 
 def paynet_mechanism(
     allocator_name: str,
-    scenario,
+    world: World,
     network,
-    checkpoint=None,
-    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
     settings: dict | None = None,
 ):
     """`allocator_name/paynet` priced by `network` (the allocator's own parts from
     `checkpoint` where it has learned ones)."""
-    from ega_sim.payment.rank_rule import LearnedPayment
+    key = _factory_key(allocator_name, world.config)
+    return _FACTORIES[key](allocator_name, LEARNED_PAYMENT, world, checkpoint, settings, network)
 
+
+def _factory_key(allocator_name: str, scenario) -> str:
     if allocator_name in GENERATIVE_ALLOCATORS:
-        return _make_generative(
-            allocator_name, LEARNED_PAYMENT, scenario, checkpoint, device, network, settings
-        )
-    if isinstance(scenario, FeedMarketConfig):
-        return _make_feed_cascade(
-            allocator_name, scenario, LearnedPayment(network.to(device)), checkpoint, device
-        )
-    allocator = ALLOCATORS[allocator_name](scenario)
-    return RankMechanism(allocator, LearnedPayment(network.to(device)))
+        return "generative"
+    return "feed" if isinstance(scenario, FeedMarketConfig) else "position"
 
 
-def _make_generative(
-    allocator_name, payment_name, scenario, checkpoint, device, network=None, settings=None
-):
-    from ega_sim.generative.train import load_generative_mechanism
-    from ega_sim.world.feed_market import generate_market
-
-    if torch.device(device).type != "cpu":
-        raise ValueError(
-            f"{allocator_name}/{payment_name}: the generative allocators run on the "
-            "CPU so far (--device cpu)"
-        )
+def _require_checkpoint(name: str, scenario, checkpoint) -> None:
     if checkpoint is None:
         raise ValueError(
-            f"mechanism {allocator_name}/{payment_name} on {scenario.name} is learned and needs "
-            f"--checkpoint DIR; make one with `ega-sim train --scenario {scenario.name} "
-            f"--mechanism {allocator_name}/{payment_name} --out DIR`"
+            f"mechanism {name} on {scenario.name} is learned and needs --checkpoint DIR; make "
+            f"one with `ega-sim train --scenario {scenario.name} --mechanism {name} --out DIR`"
         )
-    platform = generate_market(scenario).observed()
-    return load_generative_mechanism(
-        checkpoint,
-        scenario,
+
+
+def _payment_rule(payment_name: str, network, device: torch.device):
+    from ega_sim.payment.rank_rule import LearnedPayment
+
+    if payment_name == LEARNED_PAYMENT:
+        return LearnedPayment(network.to(device))
+    return PAYMENT_RULES[payment_name]()
+
+
+def _make_position(allocator_name, payment_name, world, checkpoint, settings, network):
+    payment_rule = _payment_rule(payment_name, network, world.device)
+    return RankMechanism(ALLOCATORS[allocator_name](world.config), payment_rule)
+
+
+def _make_feed_cascade(allocator_name, payment_name, world, checkpoint, settings, network):
+    from ega_sim.mechanisms.feed_cascade import FeedCascade, LearnedCTR, OracleCTR
+    from ega_sim.trained_parts import load_cascade_ctr_model
+
+    if allocator_name == "oracle_cascade":
+        ctr = OracleCTR(world.market)
+    else:
+        _require_checkpoint(f"{allocator_name}/{payment_name}", world.config, checkpoint)
+        model, _ = load_cascade_ctr_model(checkpoint, world.config.name)
+        ctr = LearnedCTR(model.to(world.device), world.platform)
+    payment_rule = _payment_rule(payment_name, network, world.device)
+    return FeedCascade(allocator_name, world.config, ctr, payment_rule, world.platform)
+
+
+def _make_generative(allocator_name, payment_name, world, checkpoint, settings, network):
+    from ega_sim.generative.allocator import GenerativeMechanism
+    from ega_sim.generative.config import with_settings
+    from ega_sim.trained_parts import load_generative
+
+    name = f"{allocator_name}/{payment_name}"
+    if world.device.type != "cpu":
+        raise ValueError(f"{name}: the generative allocators run on the CPU so far (--device cpu)")
+    _require_checkpoint(name, world.config, checkpoint)
+    parts, config = load_generative(checkpoint, world, allocator_name, name)
+    config = with_settings(config, settings or {})
+    return GenerativeMechanism(
         allocator_name,
+        world.config,
+        parts,
         payment_name,
-        platform,
+        beams=config.beams,
+        bidding=config.bidding,
+        ctr_weight=config.ctr_weight,
         payment_network=network,
-        settings=settings,
     )
 
 
-def _make_feed_cascade(allocator_name, scenario, payment_rule, checkpoint, device):
-    from ega_sim.mechanisms.feed_cascade import FeedCascade, LearnedCTR, OracleCTR
-    from ega_sim.ranking.train import load_cascade_checkpoint
-    from ega_sim.world.feed_market import generate_market
+_FACTORIES = {
+    "position": _make_position,
+    "feed": _make_feed_cascade,
+    "generative": _make_generative,
+}
 
-    market = generate_market(scenario)
-    observed = market.observed().to(device)
-    if allocator_name == "oracle_cascade":
-        ctr = OracleCTR(market.to(device))
-    else:
-        if checkpoint is None:
-            raise ValueError(
-                f"mechanism {allocator_name}/{payment_rule.name} on {scenario.name} is learned and "
-                f"needs --checkpoint DIR; make one with `ega-sim train --scenario {scenario.name} "
-                f"--mechanism cascade/{payment_rule.name} --out DIR`"
-            )
-        model, _ = load_cascade_checkpoint(checkpoint, scenario.name)
-        ctr = LearnedCTR(model.to(device), observed)
-    return FeedCascade(allocator_name, scenario, ctr, payment_rule, observed)
+__all__ = ["learns", "make_mechanism", "mechanism_names", "paynet_mechanism"]

@@ -1,4 +1,5 @@
-"""Train `ALLOCATOR/paynet` on a scenario and write it to CHECKPOINT/paynet/; load it back.
+"""Train `ALLOCATOR/paynet` on a world and write it to CHECKPOINT/paynet/ (trained_parts.py
+loads it back).
 
 The allocator is fixed (position auctions: `cascade`, `myerson`; feed markets: the trained
 `cascade`, `ega` or `gr` in CHECKPOINT), and the payment network learns its prices from
@@ -16,32 +17,30 @@ from pathlib import Path
 import torch
 
 from ega_sim.atomic import write_text_atomic
-from ega_sim.checkpoints import load_tensors, read_checkpoint_record, save_tensors
+from ega_sim.checkpoints import PAYNET_DIR, PAYNET_FILE, PAYNET_FORMAT, save_tensors
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.metrics.regret import MisreportSpec
-from ega_sim.payment.network import PaymentNetwork, PaynetConfig
-from ega_sim.payment.train import PaynetTrainConfig, train_payment_network
+from ega_sim.payment.config import PaynetTrainConfig
+from ega_sim.payment.network import PaymentNetwork
+from ega_sim.payment.train import train_payment_network
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
-
-PAYNET_FORMAT = 1
-PAYNET_DIR = "paynet"
+from ega_sim.world.build import as_world
 
 
-def _rank_setup(scenario, allocator_name: str, checkpoint: Path, config, seed: int):
-    """(mechanism, source, validate) for a rank allocator; the network's scale set here."""
-    from ega_sim.evaluation import make_world
+def _rank_setup(world, allocator_name: str, checkpoint: Path, config, seed: int):
+    """(network, source, validate) for a rank allocator; the network's scale set here."""
     from ega_sim.mechanisms.registry import paynet_mechanism
     from ega_sim.payment.rank_rule import rank_feature_count
     from ega_sim.payment.rank_source import RankDeviationSource
 
-    world = make_world(scenario, torch.device("cpu"))
+    scenario = world.config
     feed = isinstance(scenario, FeedMarketConfig)
     n_slots = len(scenario.requests.ad_positions) if feed else scenario.n_slots
     network = PaymentNetwork(
         rank_feature_count(n_slots), config.network, make_generator(seed, "paynet", "init")
     )
-    mechanism = paynet_mechanism(allocator_name, scenario, network, checkpoint if feed else None)
+    mechanism = paynet_mechanism(allocator_name, world, network, checkpoint if feed else None)
     auction = mechanism.auction if feed else mechanism  # the feed cascade's inner ad auction
 
     def draw_auctions(size: int, generator: torch.Generator):
@@ -66,17 +65,15 @@ def _rank_setup(scenario, allocator_name: str, checkpoint: Path, config, seed: i
     return network, source, lambda: source.validation_batch(held_out, spec)
 
 
-def _generated_setup(scenario, allocator_name, checkpoint, config, seed, progress):
-    from ega_sim.evaluation import make_world
-    from ega_sim.generative.train import load_generative_mechanism
+def _generated_setup(world, allocator_name, checkpoint, config, seed, progress):
+    """(network, source, validate) for a generative allocator: misreports re-run once per
+    cached request."""
+    from ega_sim.mechanisms.registry import make_mechanism
     from ega_sim.payment.generated_rule import generated_feature_count
     from ega_sim.payment.generated_source import GeneratedDeviationSource
-    from ega_sim.world.feed_market import generate_market
 
-    platform = generate_market(scenario).observed()
-    allocator = load_generative_mechanism(checkpoint, scenario, allocator_name, "first", platform)
-    world = make_world(scenario, torch.device("cpu"))
-    n_features = generated_feature_count(scenario.n_slots, allocator.max_ads)
+    allocator = make_mechanism(f"{allocator_name}/first", world, checkpoint=checkpoint)
+    n_features = generated_feature_count(world.config.n_slots, allocator.max_ads)
     network = PaymentNetwork(n_features, config.network, make_generator(seed, "paynet", "init"))
     train_requests = world.sample_requests(
         config.cached_requests, make_generator(seed, "paynet", "train_requests")
@@ -103,7 +100,7 @@ def _generated_setup(scenario, allocator_name, checkpoint, config, seed, progres
 
 
 def train_paynet(
-    scenario,
+    world,
     allocator_name: str,
     checkpoint: str | Path,
     config: PaynetTrainConfig | None = None,
@@ -111,17 +108,20 @@ def train_paynet(
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
-    """Train `allocator_name/paynet` (the allocator's own parts already in `checkpoint` for a
-    feed market), write CHECKPOINT/paynet/ and return the training report."""
+    """Train `allocator_name/paynet` on a world (or a scenario's world on the CPU), the
+    allocator's own parts already in `checkpoint` for a feed market; write CHECKPOINT/paynet/
+    and return the training report."""
+    world = as_world(world)
+    scenario = world.config
     config = PaynetTrainConfig() if config is None else config
     checkpoint = Path(checkpoint)
     directory = checkpoint / PAYNET_DIR
     if allocator_name in ("ega", "gr"):
         network, source, validate = _generated_setup(
-            scenario, allocator_name, checkpoint, config, seed, progress
+            world, allocator_name, checkpoint, config, seed, progress
         )
     else:
-        network, source, validate = _rank_setup(scenario, allocator_name, checkpoint, config, seed)
+        network, source, validate = _rank_setup(world, allocator_name, checkpoint, config, seed)
     state_path = directory / "train_state.pt"
     settings = {"config": config.to_dict(), "seed": seed, "allocator": allocator_name}
     settings_path = directory / "settings.json"
@@ -140,7 +140,7 @@ def train_paynet(
         state_path=state_path,
         progress=progress,
     )
-    save_tensors(directory / "paynet.pt", network.state_dict())
+    save_tensors(directory / PAYNET_FILE, network.state_dict())
     record = {
         "format_version": PAYNET_FORMAT,
         "kind": "paynet",
@@ -157,26 +157,4 @@ def train_paynet(
     return report
 
 
-def load_payment_network(checkpoint: str | Path, scenario, allocator_name: str) -> PaymentNetwork:
-    """The network of `allocator_name/paynet` from CHECKPOINT/paynet/, with clear errors."""
-    directory = Path(checkpoint) / PAYNET_DIR
-    record = read_checkpoint_record(
-        directory,
-        kind="paynet",
-        format_version=PAYNET_FORMAT,
-        scenario_name=scenario.name,
-        mechanism=f"{allocator_name}/paynet",
-    )
-    if record.get("allocator") != allocator_name:
-        raise ValueError(
-            f"checkpoint: {directory} holds a payment network for {record.get('allocator')!r}, "
-            f"not {allocator_name!r}"
-        )
-    shape = PaynetTrainConfig.from_dict(record["train"], str(directory / "checkpoint.json"))
-    network = PaymentNetwork(int(record["n_features"]), shape.network)
-    network.load_state_dict(load_tensors(directory / "paynet.pt"))
-    network.eval()
-    return network
-
-
-__all__ = ["PaynetConfig", "load_payment_network", "train_paynet"]
+__all__ = ["train_paynet"]

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ega_sim.atomic import write_text_atomic
-from ega_sim.checkpoints import load_tensors, read_checkpoint_record, save_tensors
+from ega_sim.checkpoints import CASCADE_FORMAT, PCTR_FILE, save_tensors
 from ega_sim.logs.store import Logs
 from ega_sim.provenance import provenance
 from ega_sim.ranking.features import (
@@ -28,8 +28,6 @@ from ega_sim.ranking.features import (
 )
 from ega_sim.ranking.pctr import PCTRConfig, PositionAwarePCTR
 from ega_sim.seeding import make_generator
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -158,11 +156,11 @@ def save_cascade_checkpoint(
     train_config: PCTRTrainConfig,
     logs_meta: dict,
 ) -> Path:
-    """DIR/pctr.pt (a state dict, loaded with weights_only=True) and DIR/checkpoint.json."""
+    """DIR/pctr.pt (a state dict) and DIR/checkpoint.json, as trained_parts.py reads them."""
     out = Path(out)
-    save_tensors(out / "pctr.pt", model.state_dict())
+    save_tensors(out / PCTR_FILE, model.state_dict())
     record = {
-        "format_version": CHECKPOINT_FORMAT,
+        "format_version": CASCADE_FORMAT,
         "kind": "cascade",
         "scenario": scenario_name,
         "pctr": model.config.to_dict(),
@@ -173,33 +171,3 @@ def save_cascade_checkpoint(
     }
     write_text_atomic(out / "checkpoint.json", json.dumps(record, indent=2) + "\n")
     return out
-
-
-def load_cascade_checkpoint(
-    directory: str | Path, scenario_name: str
-) -> tuple[PositionAwarePCTR, dict]:
-    """Load a cascade checkpoint for a scenario; clear errors for a wrong or broken folder."""
-    directory = Path(directory)
-    record = read_checkpoint_record(
-        directory,
-        kind="cascade",
-        format_version=CHECKPOINT_FORMAT,
-        scenario_name=scenario_name,
-        mechanism="cascade/gsp",
-    )
-    record_path = directory / "checkpoint.json"
-    try:
-        model = PositionAwarePCTR(PCTRConfig(**record["pctr"]))
-    except (KeyError, TypeError) as error:
-        raise ValueError(
-            f"checkpoint: {record_path} has no valid 'pctr' settings ({error})"
-        ) from None
-    try:
-        state = load_tensors(directory / "pctr.pt")
-        model.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise ValueError(
-            f"checkpoint: {directory / 'pctr.pt'} cannot be loaded ({error})"
-        ) from None
-    model.eval()
-    return model, record

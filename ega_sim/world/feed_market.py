@@ -9,7 +9,6 @@ creative appeals, value means) and, separately, the platform's noisy observation
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -122,10 +121,9 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
-@functools.lru_cache(maxsize=4)
 def generate_market(config: FeedMarketConfig) -> FeedMarket:
-    """Draw a market from the scenario's world seed (float64 on the CPU). Cached per config:
-    a market is immutable and feed_medium takes seconds to draw."""
+    """Draw a market from the scenario's world seed (float64 on the CPU). feed_medium takes
+    seconds: build it once, in its world (world/build.py), and hand the world down."""
     m, obs = config.market, config.observation
     seed = m.world_seed
 

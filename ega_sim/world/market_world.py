@@ -11,7 +11,10 @@ from ega_sim.world.requests import MarketRequests, sample_market_requests
 
 
 class FeedMarketWorld:
-    """Samples requests and scores shown lists with the ground-truth click model."""
+    """A generated feed market on a device: the truth (`market`), the platform's view of it
+    (`platform`, all that mechanisms and learned models may read), the ground-truth click
+    model, and the request sampler. `cpu_market` is the market as generated, where the
+    random draws happen. Build it with `world.build.make_world`."""
 
     def __init__(
         self,
@@ -23,6 +26,7 @@ class FeedMarketWorld:
         self.device = torch.device(device)
         self.cpu_market = market if market is not None else generate_market(config)
         self.market = self.cpu_market.to(self.device)
+        self.platform = self.market.platform
         self.click_model = FeedClickModel(self.market)
 
     def sample_requests(self, batch_size: int, generator: torch.Generator) -> MarketRequests:

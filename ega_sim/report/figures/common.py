@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ega_sim.experiments.report.formats import PERCENT_METRICS
+from ega_sim.report.formats import PERCENT_METRICS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

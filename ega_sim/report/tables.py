@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from ega_sim.experiments.report.folder import ResultsFolder
-from ega_sim.experiments.report.formats import (
+from ega_sim.report.folder import ResultsFolder
+from ega_sim.report.formats import (
     format_sweep_value,
     format_value,
     interval_scale,
     interval_text,
     sweep_name,
 )
-from ega_sim.experiments.report.render import Cell
-from ega_sim.experiments.report.sweep_points import at_sweep_point, is_missing, sweep_points
+from ega_sim.report.render import Cell
+from ega_sim.report.sweep_points import at_sweep_point, is_missing, sweep_points
 
 
 def interval_cell(row: pd.Series | None, metric: str, seeds: int) -> Cell:

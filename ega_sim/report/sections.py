@@ -3,11 +3,11 @@ and the results tables, one per scenario."""
 
 from __future__ import annotations
 
-from ega_sim.experiments.report.folder import ResultsFolder
-from ega_sim.experiments.report.formats import metric_label
-from ega_sim.experiments.report.render import Block, Cell, Heading, Paragraph, Table
-from ega_sim.experiments.report.sweep_points import summary_row
-from ega_sim.experiments.report.tables import (
+from ega_sim.report.folder import ResultsFolder
+from ega_sim.report.formats import metric_label
+from ega_sim.report.render import Block, Cell, Heading, Paragraph, Table
+from ega_sim.report.sweep_points import summary_row
+from ega_sim.report.tables import (
     interval_cell,
     label_cell,
     rows_by_point,

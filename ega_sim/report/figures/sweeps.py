@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ega_sim.experiments.report.figures.common import (
+from ega_sim.report.figures.common import (
     LINESTYLES,
     all_finite,
     bottom_legend,
@@ -18,8 +18,8 @@ from ega_sim.experiments.report.figures.common import (
     pyplot,
     to_png,
 )
-from ega_sim.experiments.report.formats import format_sweep_value, metric_label, sweep_name
-from ega_sim.experiments.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
+from ega_sim.report.formats import format_sweep_value, metric_label, sweep_name
+from ega_sim.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
 
 
 def sweep_metrics(feed: bool) -> tuple[str, str]:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ega_sim.experiments.report.figures.comparison import comparison_metrics, comparison_png
-from ega_sim.experiments.report.figures.frontier import frontier_png
-from ega_sim.experiments.report.figures.regret import regret_png
-from ega_sim.experiments.report.figures.sweeps import sweep_metrics, sweeps_png
-from ega_sim.experiments.report.figures.truth_vs_model import truth_vs_model_png
-from ega_sim.experiments.report.figures.utility_curve import utility_curve_png
-from ega_sim.experiments.report.formats import metric_label, sweep_name
-from ega_sim.experiments.spec import FIGURES
+from ega_sim.report.figures.comparison import comparison_metrics, comparison_png
+from ega_sim.report.figures.frontier import frontier_png
+from ega_sim.report.figures.regret import regret_png
+from ega_sim.report.figures.sweeps import sweep_metrics, sweeps_png
+from ega_sim.report.figures.truth_vs_model import truth_vs_model_png
+from ega_sim.report.figures.utility_curve import utility_curve_png
+from ega_sim.report.formats import metric_label, sweep_name
+from ega_sim.report.names import FIGURES
 
 FIGURE_NAMES = FIGURES  # an experiment file's `figures` choose among these
 

@@ -1,5 +1,6 @@
-"""The reference section: closed forms (theory.py) or the paper's Tables 2 and 3 or Figure 5
-(paper.py) beside the measurements, as the experiment's `reference` asks."""
+"""The reference section: closed forms (computed by experiments/theory.py when a cell ran, read
+from closed_forms.csv) or the paper's Tables 2 and 3 or Figure 5 (paper.py) beside the
+measurements, as the experiment's `reference` asks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import math
 
 import pandas as pd
 
-from ega_sim.experiments.paper import (
+from ega_sim.report.folder import ResultsFolder
+from ega_sim.report.formats import (
+    PERCENT_METRICS,
+    format_value,
+    metric_label,
+    sweep_name,
+)
+from ega_sim.report.paper import (
     PAPER_BASELINES,
     PAPER_CITATION,
     PAPER_FIGURE5_CLAIMS,
@@ -16,23 +24,14 @@ from ega_sim.experiments.paper import (
     paper_row_names,
     paper_table,
 )
-from ega_sim.experiments.report.folder import ResultsFolder, scenario_references
-from ega_sim.experiments.report.formats import (
-    PERCENT_METRICS,
-    format_value,
-    metric_label,
-    sweep_name,
-)
-from ega_sim.experiments.report.render import Block, Cell, Heading, Paragraph, Table
-from ega_sim.experiments.report.sweep_points import (
+from ega_sim.report.render import Block, Cell, Heading, Paragraph, Table
+from ega_sim.report.sweep_points import (
     at_sweep_point,
-    is_missing,
-    parse_sweep_value,
     summary_row,
     sweep_point_text,
     sweep_points,
 )
-from ega_sim.experiments.report.tables import (
+from ega_sim.report.tables import (
     interval_cell,
     label_cell,
     rows_by_point,
@@ -40,26 +39,22 @@ from ega_sim.experiments.report.tables import (
     sweep_value_cells,
     swept_here,
 )
-from ega_sim.experiments.theory import closed_form
 
 _PAPER_METRIC_NAMES = {"psi": "psi (its RM)"}  # the paper scores psi with its reward model
 
 
-def _scenario_at_point(reference: str, sweep_keys: list[str], point: tuple):
-    """The scenario of `reference` with the sweep point's `scenario.` keys applied (as the
-    runner applies them); None when it cannot be built (then no closed form is claimed).
-    `mechanism.` and `training.` keys do not change a position auction's closed form."""
-    from ega_sim.config.scenario import load_scenario
-
-    overrides = {
-        key.removeprefix("scenario."): parse_sweep_value(value)
-        for key, value in zip(sweep_keys, point, strict=False)
-        if key.startswith("scenario.") and not is_missing(value)
-    }
-    try:
-        return load_scenario(reference, overrides or None)
-    except Exception:  # an override that does not apply: no closed form rather than a wrong one
-        return None
+def _closed_form_at(folder: ResultsFolder, scenario: str, point: tuple, label: str) -> dict:
+    """The closed forms recorded by the cells of (scenario, sweep point, label): NaN where
+    theory has none, or where the cells were run by an ega-sim that did not record them."""
+    found = {"revenue_per_request": math.nan, "regret_mean": math.nan}
+    table = folder.closed_forms
+    if table is None:
+        return found
+    rows = table[(table["scenario"] == scenario) & (table["label"] == label)]
+    rows = rows[at_sweep_point(rows, folder.sweep_keys, point)]
+    if not rows.empty:
+        found = {key: float(rows.iloc[0][key]) for key in found}
+    return found
 
 
 def _standard_errors_apart(measured: pd.Series | None, expected: float) -> str:
@@ -74,8 +69,6 @@ def _standard_errors_apart(measured: pd.Series | None, expected: float) -> str:
 
 
 def _closed_form_section(folder: ResultsFolder) -> list[Block]:
-    from ega_sim.config.scenario import PositionAuctionConfig
-
     blocks: list[Block] = [
         Heading(2, "Closed forms"),
         Paragraph(
@@ -98,24 +91,12 @@ def _closed_form_section(folder: ResultsFolder) -> list[Block]:
         "closed form",
         "apart",
     ]
-    rows, problems = [], []
-    mechanisms = folder.experiment.get("mechanisms", {})
-    references = scenario_references(folder)
+    rows = []
     for scenario in folder.scenarios:
         if scenario in folder.feed:
             continue
-        reference = references.get(scenario, scenario)
-        if _scenario_at_point(reference, [], ()) is None:
-            problems.append(f"`{scenario}` (no scenario file found from here)")
-            continue
         for point, at, label in rows_by_point(folder, scenario):
-            mechanism = str(mechanisms.get(label, label))
-            config = _scenario_at_point(reference, folder.sweep_keys, point)
-            expected = (
-                closed_form(config, mechanism)
-                if isinstance(config, PositionAuctionConfig)
-                else {"revenue_per_request": math.nan, "regret_mean": math.nan}
-            )
+            expected = _closed_form_at(folder, scenario, point, label)
             revenue = summary_row(at, label, "revenue_per_request")
             regret = summary_row(at, label, "regret_mean")
             rows.append(
@@ -135,7 +116,6 @@ def _closed_form_section(folder: ResultsFolder) -> list[Block]:
         blocks.append(Table(header, rows))
     else:
         blocks.append(Paragraph("No position auction in this experiment: no closed forms apply."))
-    blocks += [Paragraph(f"No closed form for {p}.") for p in problems]
     return blocks
 
 

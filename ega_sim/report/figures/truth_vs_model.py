@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ega_sim.experiments.report.figures.common import (
+from ega_sim.report.figures.common import (
     MARKERS,
     all_finite,
     bottom_legend,
@@ -19,8 +19,8 @@ from ega_sim.experiments.report.figures.common import (
     pyplot,
     to_png,
 )
-from ega_sim.experiments.report.formats import metric_label
-from ega_sim.experiments.report.sweep_points import at_sweep_point, summary_row, sweep_points
+from ega_sim.report.formats import metric_label
+from ega_sim.report.sweep_points import at_sweep_point, summary_row, sweep_points
 
 TRUTH_MODEL_PAIRS = (("ctr_poi", "ctr_poi_model"), ("rpm", "rpm_model"), ("psi", "psi_model"))
 

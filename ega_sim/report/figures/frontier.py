@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ega_sim.experiments.report.figures.common import (
+from ega_sim.report.figures.common import (
     all_finite,
     error_bars,
     figure_style,
@@ -18,8 +18,8 @@ from ega_sim.experiments.report.figures.common import (
     panel_figure,
     to_png,
 )
-from ega_sim.experiments.report.formats import metric_label
-from ega_sim.experiments.report.sweep_points import at_sweep_point, summary_row, sweep_points
+from ega_sim.report.formats import metric_label
+from ega_sim.report.sweep_points import at_sweep_point, summary_row, sweep_points
 
 
 def frontier_metrics(feed: bool) -> tuple[str, str]:

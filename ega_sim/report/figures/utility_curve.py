@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ega_sim.experiments.report.figures.common import (
+from ega_sim.report.figures.common import (
     LINESTYLES,
     figure_style,
     hide_unused,
@@ -17,8 +17,8 @@ from ega_sim.experiments.report.figures.common import (
     scenario_panels,
     to_png,
 )
-from ega_sim.experiments.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
-from ega_sim.experiments.stats import t_interval
+from ega_sim.report.stats import t_interval
+from ega_sim.report.sweep_points import at_sweep_point, sweep_point_text, sweep_points
 
 
 def _curve_band(line: pd.DataFrame) -> pd.DataFrame:

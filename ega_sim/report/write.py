@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
-from ega_sim.experiments.report.figures import DrawnFigure, draw_figures
-from ega_sim.experiments.report.folder import ResultsFolder, read_results_folder
-from ega_sim.experiments.report.formats import format_value, interval_text, metric_label
-from ega_sim.experiments.report.references import reference_section
-from ega_sim.experiments.report.render import (
+from ega_sim.report.figures import DrawnFigure, draw_figures
+from ega_sim.report.folder import ResultsFolder, read_results_folder
+from ega_sim.report.formats import format_value, interval_text, metric_label
+from ega_sim.report.references import reference_section
+from ega_sim.report.render import (
     Block,
     FigureBlock,
     Heading,
@@ -18,9 +18,9 @@ from ega_sim.experiments.report.render import (
     render_html,
     render_markdown,
 )
-from ega_sim.experiments.report.sections import provenance_section, results_section
-from ega_sim.experiments.report.sweep_points import summary_row, sweep_point_text
-from ega_sim.experiments.report.tables import rows_by_point
+from ega_sim.report.sections import provenance_section, results_section
+from ega_sim.report.sweep_points import summary_row, sweep_point_text
+from ega_sim.report.tables import rows_by_point
 
 
 def _drawn_as(file_stem: str, figure: str) -> bool:

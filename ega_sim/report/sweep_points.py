@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ega_sim.experiments.report.formats import format_sweep_value, sweep_name
+from ega_sim.report.formats import format_sweep_value, sweep_name
 
 
 def is_missing(value: object) -> bool:

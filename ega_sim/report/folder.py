@@ -1,5 +1,6 @@
 """Reading a results folder: OUT/experiment.json, OUT/results.csv and, when present,
-OUT/curves.csv and OUT/regret.csv, checked and summarized by scenario, label and sweep point."""
+OUT/curves.csv, OUT/regret.csv and OUT/closed_forms.csv, checked and summarized by scenario,
+label and sweep point. The report reads these files only."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ega_sim.experiments.spec import REFERENCES
-from ega_sim.experiments.stats import summarize
+from ega_sim.report.names import REFERENCES
+from ega_sim.report.stats import summarize
 
 REQUIRED_COLUMNS = ("scenario", "label", "seed", "metric", "value")
 
@@ -24,6 +25,7 @@ class ResultsFolder:
     results: pd.DataFrame
     curves: pd.DataFrame | None
     regret: pd.DataFrame | None
+    closed_forms: pd.DataFrame | None  # position auctions' closed forms, per cell
     labels: list[str]
     scenarios: list[str]
     sweep_keys: list[str]
@@ -45,20 +47,6 @@ def _ordered(preferred: list[str], found: pd.Series) -> list[str]:
     """`preferred` (the experiment's order) first, then anything else the table holds."""
     seen = [str(x) for x in pd.unique(found.astype(str))]
     return [x for x in preferred if x in seen] + [x for x in seen if x not in preferred]
-
-
-def _scenario_names(references: list[str]) -> list[str]:
-    """The names the results use for the experiment's scenario references, in its order (a
-    reference that does not load from here stands for itself)."""
-    from ega_sim.config.scenario import load_scenario
-
-    names = []
-    for reference in references:
-        try:
-            names.append(load_scenario(reference).name)
-        except Exception:  # ordering only; the reference may be its name
-            names.append(reference)
-    return names
 
 
 def feed_scenarios(results: pd.DataFrame) -> set[str]:
@@ -110,8 +98,8 @@ def read_results_folder(out: str | Path) -> ResultsFolder:
             f"named in {experiment_path.name}"
         )
     labels = _ordered([str(x) for x in experiment.get("labels", [])], results["label"])
-    references = [str(x) for x in experiment.get("scenarios", [])]
-    scenarios = _ordered(_scenario_names(references), results["scenario"])
+    names = [str(x) for x in experiment.get("scenario_names", [])]
+    scenarios = _ordered(names, results["scenario"])
     experiment = {
         "name": out.name,
         "title": "",
@@ -125,7 +113,6 @@ def read_results_folder(out: str | Path) -> ResultsFolder:
         **experiment,
         "labels": labels,
         "scenarios": scenarios,
-        "scenario_references": references,
         "sweep_keys": sweep_keys,
     }
     return ResultsFolder(
@@ -134,23 +121,10 @@ def read_results_folder(out: str | Path) -> ResultsFolder:
         results=results,
         curves=_read_optional_csv(out / "curves.csv"),
         regret=_read_optional_csv(out / "regret.csv"),
+        closed_forms=_read_optional_csv(out / "closed_forms.csv"),
         labels=labels,
         scenarios=scenarios,
         sweep_keys=sweep_keys,
         feed=feed_scenarios(results),
         summary=summarize(results, ["scenario", "label", *sweep_keys]),
     )
-
-
-def scenario_references(folder: ResultsFolder) -> dict[str, str]:
-    """Scenario name (the results' `scenario` column) -> the reference the experiment gave
-    (a shipped name or a path), for every reference that loads from here."""
-    from ega_sim.config.scenario import load_scenario
-
-    references = {}
-    for reference in folder.experiment.get("scenario_references", []):
-        try:
-            references.setdefault(load_scenario(reference).name, reference)
-        except Exception:  # a path relative to elsewhere: tried by name instead
-            continue
-    return references

@@ -1,0 +1,55 @@
+"""`ega-sim bench`: throughput of the batched mechanisms, printed as figures (not a test).
+
+Each suite measures, prints one line (or one JSON record) per measurement and returns nothing;
+the Printer keeps the records. Suites: auctions.py (position, paynet), feed.py (feed, logs,
+ega), envs.py (envs).
+"""
+
+from __future__ import annotations
+
+SUITES = ("position", "feed", "logs", "ega", "paynet", "envs")
+
+
+def run_suites(args) -> list[dict]:
+    """The suites `ega-sim bench` asks for (its parsed arguments), with `args.threads` torch
+    threads; returns every record printed."""
+    import torch
+
+    from ega_sim.bench.auctions import run_paynet_bench, run_position_bench
+    from ega_sim.bench.common import Printer
+    from ega_sim.bench.envs import run_envs_bench
+    from ega_sim.bench.feed import run_feed_bench, run_generative_bench, run_logs_bench
+    from ega_sim.world.build import resolve_device
+
+    for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots", "steps"):
+        if getattr(args, key) < 1:
+            flag = key.replace("_", "-")
+            raise ValueError(f"--{flag}: expected an integer >= 1, got {getattr(args, key)}")
+    torch.set_num_threads(args.threads)
+    resolve_device(args.device)  # fail before any work when the device is missing
+    printer = Printer(args.json)
+    suites = {"default": ("position", "feed"), "all": ("position", "feed", "logs")}
+    chosen = suites.get(args.suite, (args.suite,))
+    if "ega" in chosen and args.checkpoint is None:
+        raise ValueError(
+            "bench --suite ega: expected --checkpoint DIR (made by `ega-sim train --mechanism "
+            "ega/gsp`)"
+        )
+    position = {"requests": args.requests, "n_bidders": args.bidders, "n_slots": args.slots}
+    runs = {
+        "position": lambda: run_position_bench(
+            printer, repeats=args.repeats, device=args.device, **position
+        ),
+        "feed": lambda: run_feed_bench(
+            printer, requests=args.feed_requests, checkpoint=args.checkpoint, device=args.device
+        ),
+        "logs": lambda: run_logs_bench(printer),
+        "ega": lambda: run_generative_bench(printer, checkpoint=args.checkpoint),
+        "paynet": lambda: run_paynet_bench(
+            printer, steps=args.steps, checkpoint=args.checkpoint, repeats=args.repeats, **position
+        ),
+        "envs": lambda: run_envs_bench(printer, checkpoint=args.checkpoint),
+    }
+    for suite in chosen:
+        runs[suite]()
+    return printer.records

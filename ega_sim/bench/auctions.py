@@ -1,0 +1,143 @@
+"""Rank auctions: auctions per second of the position-auction mechanisms and of the payment
+network, alone and with exact ex-post regret, and the payment network's training cost.
+
+Position auction: n bidders (values U[0, 1], qualities U[0.5, 1]), K slots, in the chunks
+`evaluate` uses on the device; the best of `repeats` timed runs after a warm-up run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from ega_sim.bench.common import Printer, best_seconds, fresh_process, torch_threads
+
+
+def _bench_world(n_bidders: int, n_slots: int, device: str = "cpu"):
+    """n bidders with values U[0, 1] and qualities U[0.5, 1]; K slots, alpha_k = 1 - k / K."""
+    from ega_sim.config.scenario import PositionAuctionConfig
+    from ega_sim.world.build import make_world
+    from ega_sim.world.distributions import Uniform
+
+    scenario = PositionAuctionConfig(
+        name=f"bench_n{n_bidders}_k{n_slots}",
+        n_bidders=n_bidders,
+        slot_ctr=tuple(1.0 - k / n_slots for k in range(n_slots)),
+        values=Uniform(0.0, 1.0),
+        quality=Uniform(0.5, 1.0),
+    )
+    return make_world(scenario, device)
+
+
+def _chunks(world, requests: int) -> list:
+    from ega_sim.evaluation import default_chunk_size
+    from ega_sim.seeding import make_generator
+
+    batch = world.sample_requests(requests, make_generator(0, "bench"))
+    size = default_chunk_size(world.device)
+    return [batch.slice(start, start + size) for start in range(0, requests, size)]
+
+
+def _run_chunks(mechanism, world, chunks, with_regret: bool) -> None:
+    """Run the mechanism on each chunk of truthful requests; with exact regret when asked."""
+    from ega_sim.metrics.outcomes import measure_outcome
+    from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
+
+    for chunk in chunks:
+        bids = chunk.value_per_click
+        outcome = mechanism.run(chunk, bids)
+        if with_regret:
+            clicks = world.expected_clicks(chunk, outcome.allocation)
+            utility = measure_outcome(chunk, bids, outcome, clicks).utility
+            ex_post_regret(MisreportSpec("exact"), mechanism, world, chunk, bids, utility)
+
+
+def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads, prefix=""):
+    """Auctions/s of each mechanism, alone and with exact regret."""
+    for mechanism, modes in mechanisms:
+        for label, with_regret in modes:
+            seconds = best_seconds(
+                lambda m=mechanism, r=with_regret: _run_chunks(m, world, chunks, r),
+                repeats,
+                world.device,
+            )
+            record = {
+                "benchmark": prefix + label,
+                "mechanism": mechanism.name,
+                "scenario": world.config.name,
+                "requests": requests,
+                "threads": threads,
+                "device": str(world.device),
+                "seconds": seconds,
+                "auctions_per_second": requests / seconds,
+                "microseconds_per_request": 1e6 * seconds / requests,
+            }
+            config = world.config
+            what = f"{mechanism.name} n={config.n_bidders} K={config.n_slots}"
+            printer.rate(record, label, what, requests, "auctions", seconds)
+
+
+def run_position_bench(
+    printer: Printer, *, requests=100_000, n_bidders=10, n_slots=4, repeats=5, device="cpu"
+) -> None:
+    """cascade/gsp without regret; cascade/gsp, cascade/vcg and myerson/threshold with."""
+    from ega_sim.mechanisms.registry import make_mechanism
+
+    world = _bench_world(n_bidders, n_slots, device)
+    chunks = _chunks(world, requests)
+    threads = torch_threads()
+    mechanisms = [(make_mechanism("cascade/gsp", world), [("no regret", False)])]
+    for name in ("cascade/gsp", "cascade/vcg", "myerson/threshold"):
+        mechanisms.append((make_mechanism(name, world), [("exact regret", True)]))
+    _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
+
+
+def run_paynet_bench(
+    printer: Printer,
+    *,
+    requests=100_000,
+    n_bidders=10,
+    n_slots=4,
+    steps=2_000,
+    checkpoint=None,
+    repeats=5,
+) -> None:
+    """The payment network's cost. Inference: auctions/s of cascade/paynet on the position
+    bench auction, alone and with exact regret (16 bids per interval), next to cascade/vcg
+    (an untrained network of the default shape costs what a trained one does). Training: wall
+    time and peak memory of `ega-sim train --mechanism cascade/paynet` in a fresh process on
+    textbook and three_bidders_two_slots, and on feed_small from a cascade `checkpoint`."""
+    from ega_sim.mechanisms.registry import make_mechanism, paynet_mechanism
+    from ega_sim.payment.network import PaymentNetwork
+    from ega_sim.payment.rank_rule import rank_feature_count
+    from ega_sim.seeding import make_generator
+
+    world = _bench_world(n_bidders, n_slots)
+    network = PaymentNetwork(rank_feature_count(n_slots), generator=make_generator(0, "bench"))
+    modes = [("no regret", False), ("exact regret", True)]
+    mechanisms = [
+        (make_mechanism("cascade/vcg", world), modes),
+        (paynet_mechanism("cascade", world, network), modes),
+    ]
+    threads = torch_threads()
+    chunks = _chunks(world, requests)
+    _auction_rates(
+        printer, mechanisms, world, chunks, requests, repeats, threads, "paynet inference, "
+    )
+    runs = [("textbook", None), ("three_bidders_two_slots", None)]
+    runs += [("feed_small", checkpoint)] if checkpoint is not None else []
+
+    for scenario, reuse in runs:
+        with tempfile.TemporaryDirectory() as scratch:
+            argv = ["train", "--scenario", scenario, "--mechanism", "cascade/paynet"]
+            argv += ["--steps", str(steps), "--out", f"{scratch}/paynet"]
+            argv += ["--from", reuse] if reuse is not None else []
+            seconds, peak_mib = fresh_process(argv, threads)
+        record = {
+            "benchmark": "paynet training",
+            "scenario": scenario,
+            "steps": steps,
+            "seconds": seconds,
+            "peak_memory_mib": peak_mib,
+            "threads": threads,
+        }
+        printer.memory(record, "train cascade/paynet", scenario, steps, "steps")
