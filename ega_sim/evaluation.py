@@ -21,9 +21,14 @@ from tqdm.auto import tqdm
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.mechanisms.registry import make_mechanism
-from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.outcomes import measure_outcome
-from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.metrics.regret import MisreportSpec
+from ega_sim.metrics.regret_summary import (
+    RATIO_FIGURES,
+    RegretSummary,
+    regret_series,
+    summarize_regret,
+)
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.build import World, as_world
@@ -70,13 +75,21 @@ class EvaluationResult:
     ctr_img: float
     feed_ctr_poi: float
     gmv_per_request: float
-    regret_mean: float  # mean over (request, bidder) pairs
+    regret_bidders: str  # whose misreports were searched: "all" candidates or the "shown" ads
+    regret_pairs: int  # (request, bidder) pairs searched: what the regret figures rest on
+    regret_mean: float  # mean over the searched (request, bidder) pairs
     regret_mean_se: float  # over requests (a request's bidders are not independent)
     regret_max: float
     psi: float  # total regret / total truthful utility
-    psi_per_ad: float  # mean of regret / utility over ads whose utility is not tiny (see below)
+    psi_per_ad: float  # mean of regret / utility over ads whose utility is not tiny
     regret_mean_model: float  # the same under the mechanism's own CTR model
     psi_model: float
+    # 95% intervals over requests [low, high] (intervals.py: never below 0; NaN: undefined)
+    regret_mean_interval: tuple[float, float]
+    psi_interval: tuple[float, float]
+    psi_per_ad_interval: tuple[float, float]
+    regret_mean_model_interval: tuple[float, float]
+    psi_model_interval: tuple[float, float]
     ir_violation_rate: float  # share of shown ads whose price per click exceeds their bid
     ctr_poi_model: float  # ctr_poi as the mechanism's own CTR model predicts it
     rpm_model: float  # rpm with the model's clicks instead of the truth's
@@ -98,9 +111,7 @@ class EvaluationDetails:
     curve_utility_se: tuple[float, ...]  # over requests
     regret_sample: tuple[float, ...]  # (request, bidder) pairs with regret or utility > 0
     utility_sample: tuple[float, ...]  # their truthful utility
-
-
-REGRET_SAMPLE = 2_000
+    ratio_sums: dict  # figure -> RatioSums of its per-request sums, to pool runs
 
 
 def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
@@ -114,20 +125,6 @@ def _ratio(numerator: float, denominator: float) -> float:
     if math.isnan(numerator) or math.isnan(denominator):
         return math.nan
     return numerator / denominator if denominator > 0 else (0.0 if numerator == 0 else math.inf)
-
-
-TINY_UTILITY_SHARE = 0.01
-
-
-def _psi_per_ad(regret: torch.Tensor, utility: torch.Tensor) -> float:
-    """The paper's per-ad form of psi: the mean of regret / truthful utility over (request, ad)
-    pairs whose truthful utility is at least 1% of the mean positive utility (a ratio over a
-    tiny utility says nothing); NaN when no ad earns anything (first price)."""
-    positive = utility > 0
-    if not bool(positive.any()):
-        return math.nan
-    kept = utility >= TINY_UTILITY_SHARE * float(utility[positive].mean())
-    return float((regret[kept] / utility[kept]).mean())
 
 
 def _measure_chunk(
@@ -162,35 +159,10 @@ def _measure_chunk(
         "model_revenue": (outcome.price_per_click * model_clicks).sum(1),
     }
     if with_regret:
-        _, deviation = misreport_utility(spec, mechanism, world, batch, bids, **extra)
-        regret = (deviation.amax(dim=2) - measured.utility).clamp(min=0.0)  # [B, N]
-        series["regret"] = regret.mean(1)
-        series["regret_max"] = regret.amax(1)
-        series["regret_pairs"] = regret
-        series["utility_pairs"] = measured.utility
-        if spec.multipliers:  # fixed multipliers: utility against multiplier is a curve
-            series["curve"] = deviation.mean(1)  # [B, C]
-        if market and hasattr(mechanism, "ad_auction"):
-            regret_model, utility_model = model_regret(spec, mechanism, batch, bids, context)
-        elif market:  # no model-side regret for this mechanism (yet): NaN, not the truth's
-            regret_model = utility_model = torch.full_like(regret, math.nan)
-        else:  # a position auction's mechanism knows the true click model
-            regret_model, utility_model = regret, measured.utility
-        series["regret_model"] = regret_model.mean(1)
-        series["utility_model"] = utility_model.sum(1)
+        series |= regret_series(
+            spec, mechanism, world, batch, bids, outcome, measured.utility, context, market
+        )
     return series
-
-
-def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):
-    """Up to REGRET_SAMPLE (request, bidder) pairs that regret or earn something, drawn
-    without replacement from the run's seed."""
-    active = ((regret > 0) | (utility > 0)).flatten()
-    regret, utility = regret.flatten()[active], utility.flatten()[active]
-    if regret.numel() > REGRET_SAMPLE:
-        keep = torch.randperm(regret.numel(), generator=make_generator(seed, "regret_sample"))
-        keep = keep[:REGRET_SAMPLE].sort().values
-        regret, utility = regret[keep], utility[keep]
-    return tuple(regret.tolist()), tuple(utility.tolist())
 
 
 def evaluate(mechanism, world: World | ScenarioConfig | str | Path, **options) -> EvaluationResult:
@@ -258,29 +230,12 @@ def evaluate_detailed(
     ads = float(joined["ads"].sum())
     # A feed list fills every slot; a position auction shows only its ads.
     shown_items = requests * scenario.n_slots if isinstance(scenario, FeedMarketConfig) else ads
-    multipliers, curve, curve_se, regret_sample, utility_sample = (), (), (), (), ()
-    if not with_regret:
-        regret_mean = regret_se = regret_max = psi = regret_model = psi_model = math.nan
-        psi_per_ad = math.nan
-    else:
-        regret_mean, regret_se = _mean_and_se(joined["regret"])
-        regret_max = float(joined["regret_max"].max())
-        n_bidders = scenario.n_bidders
-        regret_utility = joined["utility"][:regret_requests]
-        psi = _ratio(float(joined["regret"].sum()) * n_bidders, float(regret_utility.sum()))
-        psi_per_ad = _psi_per_ad(joined["regret_pairs"], joined["utility_pairs"])
-        regret_model = float(joined["regret_model"].mean())
-        psi_model = _ratio(
-            float(joined["regret_model"].sum()) * n_bidders, float(joined["utility_model"].sum())
-        )
-        regret_sample, utility_sample = _regret_sample(
-            joined["regret_pairs"], joined["utility_pairs"], seed
-        )
-        if "curve" in joined:
-            multipliers = spec.multipliers
-            per_point = [_mean_and_se(column) for column in joined["curve"].T]
-            curve = tuple(mean for mean, _ in per_point)
-            curve_se = tuple(se for _, se in per_point)
+    summary = summarize_regret(joined, spec, mechanism, seed) if with_regret else RegretSummary()
+    figures = {name: summary.figures.get(name, math.nan) for name in (*RATIO_FIGURES, "regret_max")}
+    intervals = {
+        f"{name}_interval": summary.intervals.get(name, (math.nan, math.nan))
+        for name in RATIO_FIGURES
+    }
     result = EvaluationResult(
         mechanism=mechanism.name,
         scenario=scenario.name,
@@ -304,18 +259,23 @@ def evaluate_detailed(
         ctr_img=_ratio(float(joined["img_clicks"].sum()), ads),
         feed_ctr_poi=_ratio(float(joined["feed_clicks"].sum()), shown_items),
         gmv_per_request=float(joined["gmv"].mean()),
-        regret_mean=regret_mean,
-        regret_mean_se=regret_se,
-        regret_max=regret_max,
-        psi=psi,
-        psi_per_ad=psi_per_ad,
-        regret_mean_model=regret_model,
-        psi_model=psi_model,
+        regret_bidders=summary.bidders,
+        regret_pairs=summary.pairs,
+        regret_mean_se=summary.figures.get("regret_mean_se", math.nan),
+        **figures,
+        **intervals,
         ir_violation_rate=_ratio(float(joined["ir"].sum()), ads),
         ctr_poi_model=_ratio(float(joined["model_clicks"].sum()), ads),
         rpm_model=1000.0 * float(joined["model_revenue"].mean()),
         seconds=seconds,
         **provenance(),
     )
-    details = EvaluationDetails(multipliers, curve, curve_se, regret_sample, utility_sample)
+    details = EvaluationDetails(
+        spec.multipliers if summary.curve else (),
+        summary.curve,
+        summary.curve_se,
+        summary.regret_sample,
+        summary.utility_sample,
+        {name: sums.to_dict() for name, sums in summary.sums.items()},
+    )
     return result, details

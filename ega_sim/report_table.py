@@ -16,7 +16,7 @@ _POSITION_COLUMNS = (
     ("ads/req", "ads_per_request", "{:.2f}"),
     ("regret_mean", "regret_mean", "{:.5f}"),
     ("regret_max", "regret_max", "{:.4f}"),
-    ("psi", "psi", "{:.4f}"),
+    ("psi [95%]", "psi", "{:.4f}"),
     ("IR viol.", "ir_violation_rate", "{:.4f}"),
     ("seconds", "seconds", "{:.2f}"),
 )
@@ -30,8 +30,9 @@ _MARKET_COLUMNS = (
     ("GMV/req", "gmv_per_request", "{:.3f}"),
     ("ads/req", "ads_per_request", "{:.2f}"),
     ("regret_mean", "regret_mean", "{:.5f}"),
-    ("psi", "psi", "{:.4f}"),
-    ("psi (model)", "psi_model", "{:.4f}"),
+    ("pairs", "regret_pairs", "{}"),
+    ("psi [95%]", "psi", "{:.4f}"),
+    ("psi (model) [95%]", "psi_model", "{:.4f}"),
     ("IR viol.", "ir_violation_rate", "{:.4f}"),
     ("seconds", "seconds", "{:.2f}"),
 )
@@ -41,6 +42,14 @@ def _cell(template: str, value) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "n/a" if math.isnan(value) else "inf"
     return template.format(value)
+
+
+def _with_interval(text: str, template: str, interval: tuple[float, float]) -> str:
+    """The figure followed by its 95% interval over requests, where one is defined."""
+    if not all(math.isfinite(bound) for bound in interval):
+        return text
+    low, high = (template.format(bound) for bound in interval)
+    return f"{text} [{low}, {high}]"
 
 
 def format_table(results: list[EvaluationResult]) -> str:
@@ -53,7 +62,12 @@ def format_table(results: list[EvaluationResult]) -> str:
     header = [name for name, _, _ in columns]
     rows = []
     for result in results:
-        row = [_cell(template, getattr(result, key)) for _, key, template in columns]
+        row = [
+            _with_interval(_cell(template, getattr(result, key)), template, interval)
+            if (interval := getattr(result, f"{key}_interval", None)) is not None
+            else _cell(template, getattr(result, key))
+            for _, key, template in columns
+        ]
         if market:
             row[1] += f" ±{1.96 * 1000 * result.revenue_per_request_se:.1f}"
         else:
@@ -62,7 +76,9 @@ def format_table(results: list[EvaluationResult]) -> str:
     widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(len(header))]
     lines = [
         f"scenario {first.scenario}: {first.requests} requests, seed {first.seed}, "
-        f"misreport search '{first.misreport}', device {first.device} (± is a 95% interval)",
+        f"misreport search '{first.misreport}' of {first.regret_bidders} bidders on "
+        f"{first.regret_requests} requests, device {first.device} (± and [..] are 95% "
+        "intervals over requests)",
         _align(header, widths),
     ]
     lines.extend(_align(row, widths) for row in rows)
@@ -79,8 +95,14 @@ def _align(cells: list[str], widths: list[int]) -> str:
 def to_json_line(result: EvaluationResult) -> str:
     """One JSON object; plain floats, and null where a figure is undefined (NaN or infinite,
     e.g. psi when truthful bidders earn nothing, as under first price)."""
-    record = {
-        key: (None if isinstance(value, float) and not math.isfinite(value) else value)
-        for key, value in result.to_dict().items()
-    }
-    return json.dumps(record, allow_nan=False)
+    return json.dumps(_finite_or_null(result.to_dict()), allow_nan=False)
+
+
+def _finite_or_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    return value

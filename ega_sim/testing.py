@@ -15,7 +15,8 @@ import torch
 
 from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.metrics.outcomes import IR_TOLERANCE
-from ega_sim.metrics.regret import MisreportSpec, candidate_misreports, rerun_utility
+from ega_sim.metrics.regret import MisreportSpec, candidate_misreports
+from ega_sim.metrics.rerun import rerun_utility
 from ega_sim.seeding import make_generator
 from ega_sim.world.build import World, as_world
 

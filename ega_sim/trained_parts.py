@@ -92,8 +92,9 @@ def load_generative_parts(
     *,
     aligned: bool,
 ) -> GenerativeParts:
-    """The trained parts of the generative stages in `directory`; `aligned` picks the
-    generator after alignment (ega), else the pre-trained one (gr, and alignment's start)."""
+    """The trained parts of the generative stages in `directory`, on the device of the
+    platform's tables; `aligned` picks the generator after alignment (ega), else the
+    pre-trained one (gr, and alignment's start)."""
     directory = Path(directory)
     tokenizer_report = finished_stage(directory, "tokenizers")
     if (
@@ -102,7 +103,8 @@ def load_generative_parts(
         or finished_stage(directory, "reward_model") is None
     ):
         raise ValueError(f"checkpoint: {directory} has unfinished stages; rerun `ega-sim train`")
-    tokenizers = load_item_tokenizers(directory, tokenizer_report)
+    device = platform.poi_location.device  # the parts go where the platform's tables are
+    tokenizers = load_item_tokenizers(directory, tokenizer_report).to(device)
     tables = item_tables(platform, tokenizers)
     generator = Generator(generator_config(config, tables, scenario))
     which = "alignment" if aligned and not config.single_stage else "pretrain"
@@ -111,10 +113,10 @@ def load_generative_parts(
             f"checkpoint: {directory} has no finished alignment stage; rerun `ega-sim train`"
         )
     generator.load_state_dict(load_tensors(stage_dir(directory, which) / "generator.pt"))
-    generator.eval()
+    generator.to(device).eval()
     rm = PermutationAwareRM.for_market(config.reward_model, platform, tokenizers)
     rm.load_state_dict(load_tensors(stage_dir(directory, "reward_model") / "reward_model.pt"))
-    rm.eval()
+    rm.to(device).eval()
     return GenerativeParts(platform, tokenizers, tables, generator, rm)
 
 

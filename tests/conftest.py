@@ -91,3 +91,40 @@ def feed_small_checkpoint(tmp_path_factory, feed_small_logs):
     model, report = train_pctr(logs, config, seed=0)
     out = tmp_path_factory.mktemp("feed_small_cascade")
     return save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)
+
+
+def _tiny_ega():
+    from ega_sim.generative.config import (
+        AlignmentConfig,
+        EGAConfig,
+        PretrainConfig,
+        RewardModelConfig,
+    )
+
+    return EGAConfig(
+        tokenizer_steps=100,
+        d_model=16,
+        heads=2,
+        encoder_layers=1,
+        decoder_layers=1,
+        pretrain=PretrainConfig(epochs=1, batch_size=512),
+        reward_model=RewardModelConfig(d_model=16, heads=2, layers=1, epochs=1),
+        alignment=AlignmentConfig(steps=2, batch_size=8),
+        beams=2,
+    )
+
+
+TINY_EGA = _tiny_ega()  # the EGA-V2 pipeline at the size of a test
+
+
+@pytest.fixture(scope="session")
+def feed_small_ega(tmp_path_factory, feed_small_logs):
+    """A checkpoint folder of the whole EGA-V2 pipeline (TINY_EGA) on feed_small_logs."""
+    from ega_sim.config import load_scenario
+    from ega_sim.generative.train import train_ega
+    from ega_sim.logs.store import read_logs
+
+    scenario = load_scenario("feed_small")
+    out = tmp_path_factory.mktemp("ega")
+    train_ega(scenario, read_logs(feed_small_logs, scenario), out, TINY_EGA, seed=0)
+    return out

@@ -14,7 +14,7 @@ from ega_sim.generative.beam_search import beam_search, candidate_set
 from ega_sim.generative.config import EGAConfig, generator_config
 from ega_sim.generative.items import build_item_tables
 from ega_sim.generative.pretrain import PretrainConfig, pretrain_generator
-from ega_sim.generative.token_bidding import BiddingConfig, item_log_probs, shared_prefix
+from ega_sim.generative.token_bidding import BiddingConfig, code_tree, item_log_probs
 from ega_sim.logs.store import read_logs
 from ega_sim.seeding import make_generator
 from ega_sim.world.market_world import FeedMarketWorld
@@ -107,9 +107,7 @@ def test_token_level_bidding_is_the_hierarchical_softmax(config):
             scores[i, level] = table[key]
     bids = torch.rand(n, generator=generator) * 3
     allowed = torch.rand(n, generator=generator) < 0.75
-    got = item_log_probs(
-        scores[None], shared_prefix(codes[None]), bids[None], allowed[None], config
-    )[0]
+    got = item_log_probs(scores[None], code_tree(codes[None]), bids[None], allowed[None], config)[0]
     expected = _brute_force_log_z(scores, codes, bids, allowed, config)
     for i, value in expected.items():
         assert got[i].item() == pytest.approx(value, abs=1e-5)
@@ -120,7 +118,7 @@ def test_token_level_bidding_is_the_hierarchical_softmax(config):
             raised = bids.clone()
             raised[i] *= 2
             again = item_log_probs(
-                scores[None], shared_prefix(codes[None]), raised[None], allowed[None], config
+                scores[None], code_tree(codes[None]), raised[None], allowed[None], config
             )
             assert again[0, i] >= got[i] - 1e-6
 

@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 
 from ega_sim.generative.beam_search import allowed_items, beam_search, candidate_set
 from ega_sim.generative.config import AlignmentConfig
-from ega_sim.generative.generator import level_lookup
-from ega_sim.generative.token_bidding import item_log_probs, shared_prefix
+from ega_sim.generative.token_bidding import item_log_probs
 from ega_sim.seeding import make_generator
 from ega_sim.world.requests import MarketRequests
 
@@ -64,10 +63,7 @@ def teacher_forced_log_z(mechanism, candidates, items, creative) -> torch.Tensor
     creative_codes = candidates.creative_codes[rows.unsqueeze(1), items, creative.clamp(min=0)]
     tokens = generator.item_embedding(poi_codes, features, creative_codes)
     states = generator.decode(tokens[:, :-1], memory)  # [B, K, d]
-    heads = generator.poi_heads
-    own_code = level_lookup(heads.code_embedding, candidates.poi_codes)  # [B, I, Lp, d]
-    code_bias = heads.code_bias(candidates.poi_codes)
-    prefix = shared_prefix(candidates.poi_codes)
+    code_bias = generator.poi_heads.code_bias(candidates.poi_codes)  # [B, I, Lp]
     max_ads = len(mechanism.scenario.requests.ad_positions)
     used = torch.zeros_like(candidates.is_ad)
     ads_shown = torch.zeros(batch, dtype=torch.long, device=items.device)
@@ -75,8 +71,8 @@ def teacher_forced_log_z(mechanism, candidates, items, creative) -> torch.Tensor
     out = []
     for step in range(n_items):  # K steps, each batched over requests
         allowed = allowed_items(used, candidates.is_ad, candidates.organic_rank, ads_shown, max_ads)
-        scores = torch.einsum("bd,bild->bil", states[:, step], own_code) + code_bias
-        log_z = item_log_probs(scores, prefix, candidates.bids, allowed, bidding)
+        scores = generator.poi_heads.own_logits(states[:, step], candidates.poi_codes, code_bias)
+        log_z = item_log_probs(scores, candidates.tree, candidates.bids, allowed, bidding)
         chosen = items[:, step]
         out.append(log_z[rows, chosen])
         used = used.clone()
@@ -156,9 +152,7 @@ def _marginal_rewards(mechanism, requests, bids, candidates, items, chosen_value
     expanded = lambda t: t.repeat_interleave(n_items, dim=0)  # noqa: E731
     banned = torch.zeros((batch * n_items, n_candidates), dtype=torch.bool, device=items.device)
     banned[torch.arange(batch * n_items), items.reshape(-1)] = True
-    without = type(candidates)(
-        **{name: expanded(getattr(candidates, name)) for name in candidates.__dataclass_fields__}
-    )
+    without = candidates.rows(torch.arange(batch, device=items.device).repeat_interleave(n_items))
     lists = beam_search(
         mechanism.parts.generator,
         mechanism.parts.tables,

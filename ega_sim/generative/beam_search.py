@@ -1,22 +1,38 @@
-"""Constrained beam search over a request's candidates, with token-level bidding.
+"""Constrained beam search over a request's candidates, with token-level bidding, for several
+bid profiles of each request at once.
 
 Generation is restricted to the request's candidates: at every step only unused candidates are
 allowed, organic items only in their fixed upstream order (the next one), and ads only while
-fewer than `max_ads` are in the list. Each step runs one cached decoder step for all beams,
-scores every allowed candidate with `token_bidding.item_log_probs` (its semantic ID code by code,
-bids entering as log weights; none for the GR baseline), and keeps the `beams` best partial lists
-per request. An ad's creative is then chosen by the MTP head among the ad's creatives.
+fewer than `max_ads` are in the list. Each step scores every allowed candidate with
+`token_bidding.item_log_probs` (its semantic ID code by code, bids entering as log weights; none
+for the GR baseline), keeps the `beams` best partial lists of each search, and lets the MTP head
+choose an ad's creative among the ad's creatives.
+
+One request may be searched under M bid profiles (its truthful bids and the misreports of the
+regret search). The searches of a request share a pool of partial lists: a partial list that
+several searches (or beams) reach is decoded once, its decoder state and cache shared, so a
+misreport that leaves the beams as they were costs only its own softmax. The history encoder
+and the cross-attention keys run once per request. Every search gives exactly what a search of
+that profile alone gives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from ega_sim.generative.generator import Generator, level_lookup
+from ega_sim.generative.generator import Generator
 from ega_sim.generative.items import ItemTables
-from ega_sim.generative.token_bidding import BiddingConfig, item_log_probs, shared_prefix
+from ega_sim.generative.token_bidding import (
+    BiddingConfig,
+    CodeTree,
+    code_tree,
+    log_probs_from_levels,
+    member_weights,
+    prepare_levels,
+)
 from ega_sim.world.requests import MarketRequests
 
 
@@ -32,10 +48,25 @@ class CandidateSet:
     creative_codes: torch.Tensor  # [B, I, Cmax, Lc] (organic items: the organic code)
     creative_valid: torch.Tensor  # [B, I, Cmax] bool (organic items: creative 0 only)
     bids: torch.Tensor  # [B, I] per click, 0 for organic items
+    tree: CodeTree  # [B, Lp, I] the candidates' semantic-ID prefix groups
 
     @property
     def n_candidates(self) -> int:
         return self.poi_codes.shape[1]
+
+    def rows(self, index: torch.Tensor) -> CandidateSet:
+        """The candidate sets of requests `index` [R] (repeats allowed)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return CandidateSet(
+            **{name: value[index] for name, value in fields.items() if name != "tree"},
+            tree=self.tree.rows(index),
+        )
+
+
+def candidate_bids(bids: torch.Tensor, n_organic: int) -> torch.Tensor:
+    """Bids [..., N] of the ads -> [..., I] with 0 for the organic items."""
+    zeros = torch.zeros((*bids.shape[:-1], n_organic), dtype=bids.dtype, device=bids.device)
+    return torch.cat([bids, zeros], dim=-1)
 
 
 def candidate_set(
@@ -58,24 +89,32 @@ def candidate_set(
         (batch, requests.n_organic, ad_valid.shape[2]), dtype=torch.bool, device=poi.device
     )
     organic_valid[..., 0] = True
+    poi_codes = tables.poi_codes[poi]
     return CandidateSet(
         user=requests.user,
-        poi_codes=tables.poi_codes[poi],
+        poi_codes=poi_codes,
         features=tables.poi_features[poi],
         is_ad=is_ad,
         organic_rank=organic_rank,
         creative_codes=torch.cat([ad_creatives, organic_creatives], dim=1),
         creative_valid=torch.cat([ad_valid, organic_valid], dim=1),
-        bids=torch.cat([bids, torch.zeros_like(requests.organic_poi, dtype=bids.dtype)], dim=1),
+        bids=candidate_bids(bids, requests.n_organic),
+        tree=code_tree(poi_codes),
     )
 
 
 @dataclass(frozen=True)
 class GeneratedLists:
-    items: torch.Tensor  # [B, S, K] long candidate index (ads 0..N-1, organic N..)
-    creative: torch.Tensor  # [B, S, K] long creative of each ad, -1 for organic items
-    log_prob: torch.Tensor  # [B, S] the beam's total log probability (-inf: no such beam)
-    item_log_z: torch.Tensor  # [B, S, K] log z of each item when it was chosen
+    """The final beams of R = B x M searches (rows b * M + m), and the pool they point into."""
+
+    items: torch.Tensor  # [R, S, K] long candidate index (ads 0..N-1, organic N..)
+    creative: torch.Tensor  # [R, S, K] long creative of each ad, -1 for organic items
+    log_prob: torch.Tensor  # [R, S] the beam's total log probability (-inf: no such beam)
+    item_log_z: torch.Tensor  # [R, S, K] log z of each item when it was chosen
+    entry: torch.Tensor  # [R, S] the pool entry of each beam: equal entries, equal lists
+    entry_request: torch.Tensor  # [E] the request of each pool entry
+    entry_items: torch.Tensor  # [E, K]
+    entry_creative: torch.Tensor  # [E, K]
 
 
 @torch.no_grad()
@@ -89,6 +128,7 @@ def allowed_items(used, is_ad, organic_rank, ads_shown, max_ads) -> torch.Tensor
     )
 
 
+@torch.no_grad()
 def beam_search(
     generator: Generator,
     tables: ItemTables,
@@ -98,89 +138,124 @@ def beam_search(
     beams: int,
     max_ads: int,
     bidding: BiddingConfig | None,
+    bids: torch.Tensor | None = None,
     banned: torch.Tensor | None = None,
 ) -> GeneratedLists:
-    """The `beams` most likely lists of `n_items` items per request (see module docstring).
-    `banned` [B, I] removes candidates (the alignment's masked re-decode)."""
-    batch, n_candidates = candidates.is_ad.shape
-    rows = batch * beams
-    request_of = torch.arange(batch, device=candidates.bids.device).repeat_interleave(beams)
+    """The `beams` most likely lists of `n_items` items of every search (module docstring).
+    `bids` [B, M, I]: M bid profiles per request (default: candidates.bids, M = 1); `banned`
+    [B, I] removes candidates (the alignment's masked re-decode)."""
+    bids = candidates.bids.unsqueeze(1) if bids is None else bids
+    batch, searches, n_candidates = bids.shape
+    device = bids.device
+    rows = batch * searches
+    search_request = torch.arange(batch, device=device).repeat_interleave(searches)  # [R]
+    row_bids = bids.reshape(rows, 1, n_candidates).expand(-1, beams, -1).reshape(-1, n_candidates)
+    row_weights = None if bidding is None else member_weights(row_bids, bidding)
+    heads = generator.poi_heads
+    code_bias = heads.code_bias(candidates.poi_codes)  # [B, I, Lp]
+    creative_bias = generator.creative_heads.code_bias(candidates.creative_codes)  # [B, I, C, Lc]
 
-    def per_beam(t: torch.Tensor) -> torch.Tensor:
-        return t[request_of]
-
+    # The pool starts with one empty list per request; every beam of its searches points there.
     user = candidates.user
     memory = generator.encode(
         tables.poi_codes[tables.user_history[user]],
         tables.poi_features[tables.user_history[user]],
         tables.user_features[user],
     )
-    state, cache = generator.start_cache(memory, beams)
-    heads = generator.poi_heads
-    own_code = level_lookup(heads.code_embedding, candidates.poi_codes)  # [B, I, Lp, d]
-    code_bias = heads.code_bias(candidates.poi_codes)  # [B, I, Lp]
-    prefix = shared_prefix(candidates.poi_codes)  # [B, Lp + 1, I, I]
-    bids = per_beam(candidates.bids)
-    is_ad, organic_rank = per_beam(candidates.is_ad), per_beam(candidates.organic_rank)
-
-    log_prob = torch.full((batch, beams), -torch.inf, device=bids.device)
-    log_prob[:, 0] = 0.0
-    used = torch.zeros((rows, n_candidates), dtype=torch.bool, device=bids.device)
+    state, cache = generator.start_cache(memory)  # [B, d]: entries 0..B-1
+    entry_request = torch.arange(batch, device=device)
+    used = torch.zeros((batch, n_candidates), dtype=torch.bool, device=device)
     if banned is not None:
-        used = per_beam(banned).clone()
-    ads_shown = torch.zeros(rows, dtype=torch.long, device=bids.device)
-    items = torch.zeros((rows, n_items), dtype=torch.long, device=bids.device)
-    creatives = torch.full((rows, n_items), -1, dtype=torch.long, device=bids.device)
-    item_log_z = torch.zeros((rows, n_items), device=bids.device)
+        used = banned.clone()
+    ads_shown = torch.zeros(batch, dtype=torch.long, device=device)
+    entry_items = torch.zeros((batch, 0), dtype=torch.long, device=device)
+    entry_creative = torch.zeros((batch, 0), dtype=torch.long, device=device)
+    pointer = search_request.unsqueeze(1).expand(-1, beams).contiguous()  # [R, S] pool entries
+    log_prob = torch.full((rows, beams), -torch.inf, device=device)
+    log_prob[:, 0] = 0.0
+    item_log_z = torch.zeros((rows, beams, 0), device=device)
     for step in range(n_items):
-        allowed = allowed_items(used, is_ad, organic_rank, ads_shown, max_ads)
-        scores = torch.einsum("bsd,bild->bsil", state.view(batch, beams, -1), own_code)
-        scores = scores.reshape(rows, n_candidates, -1) + per_beam(code_bias)
-        log_z = item_log_probs(scores, per_beam(prefix), bids, allowed, bidding)  # [rows, I]
-        total = (log_prob.reshape(rows, 1) + log_z).view(batch, beams * n_candidates)
-        best, flat = torch.topk(total, beams, dim=1)  # [B, S]
-        parent = (
-            flat // n_candidates + torch.arange(batch, device=flat.device).unsqueeze(1) * beams
-        ).reshape(-1)
-        chosen = (flat % n_candidates).reshape(-1)  # [rows]
-        log_prob = best
+        allowed = allowed_items(
+            used,
+            candidates.is_ad[entry_request],
+            candidates.organic_rank[entry_request],
+            ads_shown,
+            max_ads,
+        )  # [E, I]
+        scores = heads.own_logits(
+            state, candidates.poi_codes[entry_request], code_bias[entry_request]
+        )  # [E, I, Lp]: each candidate's own code at each level
+        # The bid-free part once per partial list, the bids' part once per (search, beam);
+        # columns are each partial list's allowed candidates (Levels.candidate).
+        levels = prepare_levels(scores, candidates.tree.rows(entry_request), allowed)
+        flat_pointer = pointer.reshape(-1)
+        if bidding is None:  # no bids: the same for every search at a partial list
+            log_z = log_probs_from_levels(levels, None, None, n_candidates)[flat_pointer]
+        else:
+            log_z = log_probs_from_levels(
+                levels.rows(flat_pointer), row_weights, bidding, n_candidates
+            )  # [R * S, A]
+        width = log_z.shape[1]
+        total = (log_prob.reshape(-1, 1) + log_z).view(rows, beams * width)
+        log_prob, flat = torch.topk(total, beams, dim=1)  # [R, S]
+        parent_beam = flat // width
+        chosen = levels.candidate[flat_pointer].view(rows, -1).gather(1, flat)
+        chosen_log_z = log_z.view(rows, -1).gather(1, flat)
+        item_log_z = torch.cat(
+            [
+                item_log_z.gather(1, parent_beam.unsqueeze(2).expand(-1, -1, step)),
+                chosen_log_z.unsqueeze(2),
+            ],
+            dim=2,
+        )
+        # The new partial lists, each once: (parent entry, chosen candidate), sorted.
+        key = pointer.gather(1, parent_beam) * n_candidates + chosen
+        unique, inverse = torch.unique(key, return_inverse=True)
+        parent, new = unique // n_candidates, unique % n_candidates
+        pointer = inverse.view(rows, beams)
+        entry_request = entry_request[parent]
         state = state[parent]
-        cache = cache.reorder(parent)
-        used, ads_shown = used[parent], ads_shown[parent]
-        items, creatives, item_log_z = items[parent], creatives[parent], item_log_z[parent]
-        chosen_log_z = log_z[parent, chosen]
-        used[torch.arange(rows), chosen] = True
-        chosen_is_ad = is_ad[torch.arange(rows), chosen]
-        ads_shown = ads_shown + chosen_is_ad.long()
-        items[:, step] = chosen
-        item_log_z[:, step] = chosen_log_z
-        creative, token = _choose_creative(generator, candidates, request_of, chosen, state)
-        creatives[:, step] = torch.where(chosen_is_ad, creative, -1)
-        state, cache = generator.step(token, cache)
+        creative, token = _choose_creative(
+            generator, candidates, creative_bias, entry_request, new, state
+        )
+        new_is_ad = candidates.is_ad[entry_request, new]
+        used = used[parent].scatter(1, new.unsqueeze(1), True)
+        ads_shown = ads_shown[parent] + new_is_ad.long()
+        entry_items = torch.cat([entry_items[parent], new.unsqueeze(1)], dim=1)
+        entry_creative = torch.cat(
+            [entry_creative[parent], torch.where(new_is_ad, creative, -1).unsqueeze(1)], dim=1
+        )
+        if step + 1 < n_items:  # the last token needs no decoding
+            state, cache = generator.step(token, cache.reorder(parent))
     return GeneratedLists(
-        items=items.view(batch, beams, n_items),
-        creative=creatives.view(batch, beams, n_items),
+        items=entry_items[pointer],
+        creative=entry_creative[pointer],
         log_prob=log_prob,
-        item_log_z=item_log_z.view(batch, beams, n_items),
+        item_log_z=item_log_z,
+        entry=pointer,
+        entry_request=entry_request,
+        entry_items=entry_items,
+        entry_creative=entry_creative,
     )
 
 
 def _choose_creative(
     generator: Generator,
     candidates: CandidateSet,
-    request_of: torch.Tensor,
+    creative_bias: torch.Tensor,
+    request: torch.Tensor,
     chosen: torch.Tensor,
     state: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MTP head's most likely creative of each chosen item, and the item's token [rows, d]."""
-    poi_codes = candidates.poi_codes[request_of, chosen]  # [rows, Lp]
-    features = candidates.features[request_of, chosen]
-    creative_codes = candidates.creative_codes[request_of, chosen]  # [rows, Cmax, Lc]
-    valid = candidates.creative_valid[request_of, chosen]  # [rows, Cmax]
+    """The MTP head's most likely creative of each chosen item, and the item's token [E, d]."""
+    poi_codes = candidates.poi_codes[request, chosen]  # [E, Lp]
+    features = candidates.features[request, chosen]
+    creative_codes = candidates.creative_codes[request, chosen]  # [E, Cmax, Lc]
+    valid = candidates.creative_valid[request, chosen]  # [E, Cmax]
     poi = generator.poi_embedding(poi_codes, features)
-    creative_state = generator.creative_state(state, poi)  # [rows, d]
-    logits = generator.creative_heads.logits(creative_state.unsqueeze(1), creative_codes)
-    own = logits.gather(-1, creative_codes.unsqueeze(-1)).squeeze(-1).sum(-1)  # [rows, Cmax]
+    creative_state = generator.creative_state(state, poi)  # [E, d]
+    bias = creative_bias[request, chosen]  # [E, Cmax, Lc]
+    own = generator.creative_heads.own_logits(creative_state, creative_codes, bias).sum(-1)
     creative = torch.where(valid, own, -torch.inf).argmax(dim=1)
-    codes = creative_codes[torch.arange(len(creative)), creative]  # [rows, Lc]
+    codes = creative_codes[torch.arange(len(creative), device=creative.device), creative]
     return creative, generator.item_embedding(poi_codes, features, codes)

@@ -74,8 +74,9 @@ class CausalSelfAttention(nn.Module):
 
 class CrossAttention(nn.Module):
     """Attention from the decoded items to the encoded history. The history's keys and values
-    are projected once per request and shared by its beams (rows b * beams ... b * beams + S-1)
-    through broadcasting, never copied per beam."""
+    are projected once per request and shared by its rows: by broadcasting when rows are
+    request-major with as many per request (teacher forcing), else by the request of each row
+    (`request_of`, beam search, whose rows are partial lists of varying count per request)."""
 
     def __init__(self, d_model: int, heads: int):
         super().__init__()
@@ -91,15 +92,29 @@ class CrossAttention(nn.Module):
         return k.transpose(1, 2), v.transpose(1, 2)
 
     def forward(
-        self, x: torch.Tensor, key_value: tuple[torch.Tensor, torch.Tensor]
+        self,
+        x: torch.Tensor,
+        key_value: tuple[torch.Tensor, torch.Tensor],
+        request_of: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [B * S, L, d] for S beams per request -> [B * S, L, d]."""
+        """x [rows, L, d] -> [rows, L, d]: rows request-major, as many per request (B * S for
+        S beams), or each row's request given by request_of [rows] (non-decreasing: a request's
+        rows contiguous, as beam search keeps them)."""
         k, v = key_value  # [B, h, T, dh]
         batch, heads, _, head_dim = k.shape
         rows, length, d = x.shape
-        q = self.query(x).view(batch, rows // batch, length, heads, head_dim)
+        q = self.query(x)
+        if request_of is None:
+            q = q.view(batch, rows // batch, length, heads, head_dim)
+        else:  # rows of a request are contiguous: lay them out [B, most rows, ...], padded
+            count = torch.bincount(request_of, minlength=batch)
+            place = torch.arange(rows, device=x.device) - (count.cumsum(0) - count)[request_of]
+            padded = q.new_zeros((batch, int(count.max()), length, d))
+            q = padded.index_put((request_of, place), q).view(batch, -1, length, heads, head_dim)
         weights = torch.einsum("bslhd,bhtd->bslht", q, k) / math.sqrt(head_dim)
         y = torch.einsum("bslht,bhtd->bslhd", weights.softmax(dim=-1), v)
+        if request_of is not None:
+            y = y.reshape(batch, -1, length, d)[request_of, place]
         return self.out(y.reshape(rows, length, d))
 
 
@@ -115,25 +130,32 @@ class DecoderBlock(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
 
-    def forward(self, x: torch.Tensor, memory_kv: tuple, cache: dict | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory_kv: tuple,
+        cache: dict | None = None,
+        request_of: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = x + self.self_attention(self.norm1(x), cache)
-        x = x + self.cross_attention(self.norm2(x), memory_kv)
+        x = x + self.cross_attention(self.norm2(x), memory_kv, request_of)
         return x + self.mlp(self.norm3(x))
 
 
 @dataclass
 class DecoderCache:
     """Per-layer keys and values of the decoded prefix (per row) and of the encoded history
-    (per request, shared by the request's rows)."""
+    (per request, shared by the request's rows, `request_of` [rows])."""
 
     memory_kv: list[tuple[torch.Tensor, torch.Tensor]]
     layers: list[dict]
+    request_of: torch.Tensor
     position: int = 0
 
     def reorder(self, index: torch.Tensor) -> DecoderCache:
-        """Keep rows `index` (beam search picks parents; rows stay within their request)."""
+        """Rows `index` [rows'] of the cache (beam search's parents; repeats allowed)."""
         layers = [{k: v[index] for k, v in layer.items()} for layer in self.layers]
-        return DecoderCache(self.memory_kv, layers, self.position)
+        return DecoderCache(self.memory_kv, layers, self.request_of[index], self.position)
 
 
 def level_lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -163,6 +185,17 @@ class CodeHeads(nn.Module):
         """prefix . E_l[code_l]: the per-item constant of its own codes [..., L]."""
         own = level_lookup(self.code_embedding, codes)  # [..., L, d]
         return (self.prefix_state(codes) * own).sum(-1)
+
+    def own_logits(
+        self, state: torch.Tensor, codes: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """The logit of each code of `codes` [E, ..., L] at its level, for states [E, d]: the
+        state's logits of every code of every level, gathered, plus bias = code_bias(codes)
+        (computed once per item by the caller; cheaper than a dot product per item)."""
+        every = torch.einsum("ed,lvd->elv", state, self.code_embedding)  # [E, L, V]
+        flat = codes.reshape(codes.shape[0], -1, codes.shape[-1])  # [E, n, L]
+        own = every.gather(2, flat.transpose(1, 2)).transpose(1, 2)  # [E, n, L]
+        return own.reshape(codes.shape) + bias
 
     def logits(self, state: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Full logits [..., L, V] under teacher forcing: state [..., d], true codes [..., L]."""
@@ -234,7 +267,10 @@ class Generator(nn.Module):
         """The first decoding state [B * beams, d] and the cache after the start token; memory
         [B, T, d] is per request, rows are request-major (b * beams + s)."""
         memory_kv = [block.cross_attention.memory_key_value(memory) for block in self.decoder]
-        cache = DecoderCache(memory_kv, [{} for _ in self.decoder])
+        request_of = torch.arange(memory.shape[0], device=memory.device)
+        cache = DecoderCache(
+            memory_kv, [{} for _ in self.decoder], request_of.repeat_interleave(beams)
+        )
         return self.step(self.start.expand(memory.shape[0] * beams, -1), cache)
 
     def step(self, token: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
@@ -243,7 +279,7 @@ class Generator(nn.Module):
         for block, layer_cache, memory_kv in zip(
             self.decoder, cache.layers, cache.memory_kv, strict=True
         ):
-            x = block(x, memory_kv, layer_cache)
+            x = block(x, memory_kv, layer_cache, cache.request_of)
         cache.position += 1
         return self.final_norm(x[:, 0]), cache
 

@@ -209,7 +209,7 @@ class PermutationAwareRM(nn.Module):
         )
 
     @torch.no_grad()
-    def start_atbase_rates(self, outcomes: torch.Tensor) -> None:
+    def start_at_base_rates(self, outcomes: torch.Tensor) -> None:
         """Set each tower's output bias to the logit of its base rate in outcomes [R, K, 3], so
         training starts from the constant predictor instead of 50%."""
         for tower, rate in zip(self.towers, base_rates(outcomes), strict=True):

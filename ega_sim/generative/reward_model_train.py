@@ -84,7 +84,7 @@ def train_reward_model(
     training, train_outcomes = logged_inputs(logs, tokenizers, train_rows)
     validation, validation_outcomes = logged_inputs(logs, tokenizers, validation_rows)
     model = PermutationAwareRM.for_market(config, logs.platform, tokenizers)
-    model.start_atbase_rates(train_outcomes)
+    model.start_at_base_rates(train_outcomes)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )

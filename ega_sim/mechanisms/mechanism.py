@@ -18,6 +18,11 @@ def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids"
             f"{name}: expected shape {tuple(requests.value_per_click.shape)} (requests x bidders),"
             f" got {tuple(bids.shape)}"
         )
+    check_bid_values(bids, name)
+
+
+def check_bid_values(bids: torch.Tensor, name: str = "bids") -> None:
+    """Bids of any shape are finite numbers >= 0."""
     if bids.numel() == 0:
         return
     lowest, highest = torch.aminmax(bids)  # one pass; NaN propagates and fails both checks

@@ -148,8 +148,6 @@ def _make_generative(allocator_name, payment_name, world, checkpoint, settings, 
     from ega_sim.trained_parts import load_generative
 
     name = f"{allocator_name}/{payment_name}"
-    if world.device.type != "cpu":
-        raise ValueError(f"{name}: the generative allocators run on the CPU so far (--device cpu)")
     _require_checkpoint(name, world.config, checkpoint)
     parts, config = load_generative(checkpoint, world, allocator_name, name)
     config = with_settings(config, settings or {})
@@ -161,7 +159,7 @@ def _make_generative(allocator_name, payment_name, world, checkpoint, settings, 
         beams=config.beams,
         bidding=config.bidding,
         ctr_weight=config.ctr_weight,
-        payment_network=network,
+        payment_network=None if network is None else network.to(world.device),
     )
 
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ega_sim.mechanisms.base import per_bidder
+from ega_sim.metrics.rerun import rerun_utility
 from ega_sim.world.position_auction import AuctionRequests
 
 MISREPORT_METHODS = ("exact", "dense", "grid", "none")
+REGRET_BIDDERS = ("default", "shown", "all")
 PAPER_MULTIPLIERS = tuple(round(0.2 * k, 1) for k in range(1, 11))  # 0.2 .. 2.0
 EXACT_NUDGE = 1e-9  # relative step above a threshold: inside the next interval, not on its edge
 
@@ -37,11 +38,19 @@ class MisreportSpec:
     dense_points: int = 64
     gamma_max: float = 2.0
     interval_points: int = 16  # exact, for prices that move inside a slot: bids per interval
+    # Whose misreports are searched: every candidate ("all"), the ads shown at truthful bids
+    # ("shown", the paper's way for generated lists), or the mechanism's default ("default":
+    # shown for the generative allocators, all for the others); metrics/regret_summary.py.
+    bidders: str = "default"
 
     def __post_init__(self) -> None:
         if self.method not in MISREPORT_METHODS:
             raise ValueError(
                 f"misreport: expected one of {', '.join(MISREPORT_METHODS)}, got {self.method!r}"
+            )
+        if self.bidders not in REGRET_BIDDERS:
+            raise ValueError(
+                f"regret bidders: expected one of {', '.join(REGRET_BIDDERS)}, got {self.bidders!r}"
             )
         if self.dense_points < 2:
             raise ValueError(f"dense_points: expected an integer >= 2, got {self.dense_points!r}")
@@ -105,63 +114,6 @@ def candidate_misreports(
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 
 
-RERUN_ROWS = 32_768  # mechanism rows per re-run call: bounds memory, keeps caches warm
-
-
-def deviation_rows(requests, bids: torch.Tensor, misreports: torch.Tensor, start: int, stop: int):
-    """Requests start..stop expanded to one row per (request b, bidder i, candidate c), with bid
-    i replaced by misreports[b, i, c]: (requests, bids [rows, N], own bidder [rows])."""
-    n_bidders, n_candidates = misreports.shape[1:]
-    per_request = n_bidders * n_candidates
-    deviated = bids[start:stop].repeat_interleave(per_request, dim=0)  # [rows, N]
-    rows = torch.arange(deviated.shape[0], device=bids.device)
-    bidder = torch.arange(n_bidders, device=bids.device).repeat_interleave(n_candidates)
-    own = bidder.repeat(stop - start)
-    deviated[rows, own] = misreports[start:stop].reshape(-1)
-    return requests.slice(start, stop).repeat_each(per_request), deviated, own
-
-
-def rerun_utility(
-    mechanism,
-    world,
-    requests,
-    bids: torch.Tensor,
-    misreports: torch.Tensor,
-    *,
-    context=None,
-) -> torch.Tensor:
-    """u_i of bidder i bidding misreports[b, i, c] alone, by re-running the whole mechanism
-    (allocation and payment) and the world's click model on every (bidder, misreport):
-    [B, N, C]. The reference path, and the only one where clicks depend on the whole list.
-    A mechanism with a bid-independent stage (`prepare`) computes it once per request; one with
-    a heavy allocation sets `rerun_rows`, the rows per call (default RERUN_ROWS)."""
-    batch, n_bidders, n_candidates = misreports.shape
-    per_request = n_bidders * n_candidates
-    if context is None and hasattr(mechanism, "prepare"):
-        context = mechanism.prepare(requests)
-    step = max(1, getattr(mechanism, "rerun_rows", RERUN_ROWS) // per_request)
-    parts = []
-    for start in range(0, batch, step):
-        stop = min(batch, start + step)
-        expanded, deviated, own = deviation_rows(requests, bids, misreports, start, stop)
-        if context is None:
-            outcome = mechanism.run(expanded, deviated)
-        else:
-            outcome = mechanism.run(
-                expanded, deviated, context=context.slice(start, stop).repeat_each(per_request)
-            )
-        clicks = world.expected_clicks(expanded, outcome.allocation)
-        value = expanded.value_per_click.gather(1, outcome.slot_bidder.clamp(min=0))
-        utility = per_bidder(
-            torch.where(outcome.slot_bidder >= 0, (value - outcome.price_per_click) * clicks, 0.0),
-            outcome.slot_bidder,
-            n_bidders,
-        )  # [rows, N]
-        rows = torch.arange(deviated.shape[0], device=bids.device)
-        parts.append(utility[rows, own].reshape(stop - start, n_bidders, n_candidates))
-    return torch.cat(parts)
-
-
 def misreport_utility(
     spec: MisreportSpec,
     mechanism,
@@ -171,12 +123,16 @@ def misreport_utility(
     *,
     rerun: bool = False,
     context=None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate misreports [B, N, C] and the utility [B, N, C] each gives its bidder.
+    searched: torch.Tensor | None = None,
+    with_model: bool = False,
+):
+    """Candidate misreports [B, N, C] and the utility [B, N, C] each gives its bidder (NaN for
+    bidders not `searched` [B, N], default all); with `with_model` also the utility under the
+    mechanism's own CTRs: (misreports, utility, utility_model).
 
     A rank mechanism in a separable world (a position auction) answers from each bidder's
     thresholds in one batched pass (`RankMechanism.unilateral`); otherwise, or with
-    `rerun=True`, the whole mechanism is re-run on every misreport.
+    `rerun=True`, the whole mechanism is re-run on every misreport (metrics/rerun.py).
     """
     fast = (
         not rerun
@@ -190,14 +146,27 @@ def misreport_utility(
         slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
         click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
         clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
-        return misreports, clicks * (requests.value_per_click.unsqueeze(2) - price)
+        utility = clicks * (requests.value_per_click.unsqueeze(2) - price)
+        if searched is not None:
+            utility = torch.where(searched.unsqueeze(2), utility, torch.nan)
+        # A position auction's mechanism knows the true click model: its own view is the truth.
+        return (misreports, utility, utility) if with_model else (misreports, utility)
     thresholds = None
     if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
         extra = {} if context is None else {"context": context}
         thresholds = mechanism.bid_thresholds(requests, bids, **extra)
     misreports = candidate_misreports(spec, requests, thresholds, interval_points=points)
-    utility = rerun_utility(mechanism, world, requests, bids, misreports, context=context)
-    return misreports, utility
+    utilities = rerun_utility(
+        mechanism,
+        world,
+        requests,
+        bids,
+        misreports,
+        searched=searched,
+        context=context,
+        with_model=with_model,
+    )
+    return (misreports, *utilities) if with_model else (misreports, utilities)
 
 
 def ex_post_regret(

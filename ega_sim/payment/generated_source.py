@@ -5,7 +5,9 @@ misreport at every training step. The allocator is frozen while the payment netw
 each (request, bidder, candidate bid) is run once, up front, and what the network needs is
 kept: where the bid puts the bidder, its clicks under the reward model, and its features
 (payment/generated_rule.py). Candidate bids: the truthful one, the paper's multipliers and
-uniform draws on [0, gamma_max x value]. Training steps then sample requests from the cache.
+uniform draws on [0, gamma_max x value]; a request's re-runs go through the allocator together
+(`allocate_searches`, which shares their beam search). Training steps then sample requests from
+the cache.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ega_sim.metrics.regret import PAPER_MULTIPLIERS, deviation_rows
+from ega_sim.metrics.regret import PAPER_MULTIPLIERS
+from ega_sim.metrics.rerun import deviation_profiles
 from ega_sim.payment.deviations import Deviations, training_misreports
 from ega_sim.payment.generated_rule import generated_features
 from ega_sim.payment.network import PaymentNetwork
@@ -52,8 +55,16 @@ class GeneratedDeviationSource:
         starts = range(0, n_requests, step)
         for start in tqdm(starts, desc="paynet cache", disable=not progress, unit="chunk"):
             stop = min(n_requests, start + step)
-            expanded, deviated, own = deviation_rows(requests, values, bids, start, stop)
-            allocation = mechanism.allocate(expanded, deviated)
+            every = torch.arange(n_bidders, device=values.device).expand(stop - start, -1)
+            profiles = deviation_profiles(
+                values[start:stop],
+                bids[start:stop],
+                every,
+                torch.ones_like(every, dtype=torch.bool),
+            )  # [b, N * C, N]: request-major, then bidder, then candidate bid
+            allocation = mechanism.allocate_searches(requests.slice(start, stop), profiles)
+            deviated = profiles.reshape(-1, n_bidders)
+            own = every.repeat_interleave(n_candidates, dim=1).reshape(-1)
             is_own = allocation.slot_bidder == own.unsqueeze(1)  # [rows, K]
             shown = is_own.any(dim=1)
             slot = is_own.to(torch.int8).argmax(dim=1, keepdim=True)  # [rows, 1]

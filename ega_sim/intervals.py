@@ -1,0 +1,78 @@
+"""Ratios of means over requests and their 95% intervals (plain Python, no tensors).
+
+Every regret figure is such a ratio: psi = sum of regret / sum of truthful utility, the mean
+regret per bidder = sum of regret / number of (request, bidder) pairs searched, the per-ad psi
+= sum of regret / utility over ads / number of ads. Requests are the independent units (a
+request's bidders share its other bids), so a figure keeps, per request b, a numerator x_b and
+a denominator y_b, and `RatioSums` their sums, squares and cross products: enough to pool runs
+(seeds) by adding and to give an interval without the requests.
+
+The interval is the delta method on the log scale (Casella and Berger, Statistical Inference,
+section 5.5.4, applied to log(x_bar / y_bar)): r x exp(+-z se(r) / r), which stays inside the
+support of a nonnegative ratio. [0, 0] means no request regretted anything; an interval of a
+ratio whose denominator is 0, or of fewer than two requests, is undefined (NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+@dataclass(frozen=True)
+class RatioSums:
+    """Over n requests: sums of x_b, y_b, x_b^2, y_b^2 and x_b y_b."""
+
+    n: int = 0
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    syy: float = 0.0
+    sxy: float = 0.0
+
+    def __add__(self, other: RatioSums) -> RatioSums:
+        """The sums of two disjoint sets of requests (runs of other seeds: pooling)."""
+        return RatioSums(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def values(self) -> tuple:
+        return (self.n, self.sx, self.sy, self.sxx, self.syy, self.sxy)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def ratio(self) -> float:
+        """sum x / sum y; NaN when y sums to 0 (or to NaN)."""
+        return self.sx / self.sy if self.sy > 0 else math.nan
+
+    def standard_error(self) -> float:
+        """The delta method's standard error of the ratio; NaN below two requests."""
+        if self.n < 2 or not self.sy > 0:
+            return math.nan
+        n, ratio = self.n, self.ratio
+        mean_y = self.sy / n
+        var_x = (self.sxx - self.sx * self.sx / n) / (n - 1)
+        var_y = (self.syy - self.sy * self.sy / n) / (n - 1)
+        cov = (self.sxy - self.sx * self.sy / n) / (n - 1)
+        variance = (var_x - 2 * ratio * cov + ratio * ratio * var_y) / (n * mean_y * mean_y)
+        return math.sqrt(max(variance, 0.0))
+
+    def interval(self, z: float = Z95) -> tuple[float, float]:
+        """The 95% interval (module docstring); (NaN, NaN) where undefined."""
+        ratio, se = self.ratio, self.standard_error()
+        if math.isnan(ratio) or math.isnan(se):
+            return math.nan, math.nan
+        if ratio <= 0:
+            return 0.0, 0.0  # nonnegative numerators summing to 0: every request had none
+        spread = math.exp(z * se / ratio)
+        return ratio / spread, ratio * spread
+
+
+def pooled(parts: list[RatioSums | dict]) -> RatioSums:
+    """The sums over several runs (given as RatioSums or their dicts)."""
+    total = RatioSums()
+    for part in parts:
+        total = total + (part if isinstance(part, RatioSums) else RatioSums(**part))
+    return total

@@ -1,0 +1,178 @@
+"""From misreports to the regret figures of a run: per-request series of each chunk, then the
+figures with their 95% intervals over requests.
+
+Which bidders are searched: every candidate (`all`), or, the paper's way for generated lists,
+the ads shown at truthful bids (`shown`, the default of the generative mechanisms, whose every
+misreport re-runs beam search). A pair not searched has no regret (NaN), not a regret of 0, and
+counts in no figure. Every figure is a ratio of per-request sums (intervals.py): the mean
+regret per searched (request, bidder) pair, psi = total regret / total truthful utility, the
+paper's per-ad psi, and the same under the mechanism's own CTR model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ega_sim.intervals import RatioSums
+from ega_sim.mechanisms.base import per_bidder
+from ega_sim.metrics.market import model_regret
+from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.seeding import make_generator
+
+REGRET_SAMPLE = 2_000
+TINY_UTILITY_SHARE = 0.01
+RATIO_FIGURES = ("regret_mean", "psi", "psi_per_ad", "regret_mean_model", "psi_model")
+
+
+def searched_bidders(spec: MisreportSpec, mechanism, outcome, n_bidders: int) -> torch.Tensor:
+    """[B, N] bool: the bidders whose misreports are searched (module docstring)."""
+    bidders = spec.bidders
+    if bidders == "default":
+        bidders = getattr(mechanism, "regret_bidders", "all")
+    if bidders == "all":
+        return torch.ones(
+            (outcome.slot_bidder.shape[0], n_bidders),
+            dtype=torch.bool,
+            device=outcome.slot_bidder.device,
+        )
+    shown = outcome.allocation.shown.to(torch.uint8)
+    return per_bidder(shown, outcome.slot_bidder, n_bidders).bool()
+
+
+def regret_series(
+    spec: MisreportSpec, mechanism, world, requests, bids, outcome, utility, context, market
+) -> dict[str, torch.Tensor]:
+    """Per-request regret series of one chunk; `utility` [B, N] is the truthful utility under
+    the world's click model. Pair series ([B, N], NaN where not searched) feed the per-ad psi
+    and the regret sample; sums over pairs ([B]) feed every other figure."""
+    searched = searched_bidders(spec, mechanism, outcome, bids.shape[1])
+    extra = {} if context is None else {"context": context}
+    _, deviation, deviation_model = misreport_utility(
+        spec, mechanism, world, requests, bids, searched=searched, with_model=True, **extra
+    )
+    regret = (deviation.amax(dim=2) - utility).clamp(min=0.0)  # [B, N], NaN: not searched
+    if market and hasattr(mechanism, "ad_auction"):  # the cascade: its separable ad auction
+        regret_model, utility_model = model_regret(spec, mechanism, requests, bids, context)
+        regret_model = torch.where(searched, regret_model, torch.nan)
+    elif market:  # under the allocation's own CTRs (the reward model, for ega and gr)
+        shown = outcome.allocation.shown
+        value = bids.gather(1, outcome.slot_bidder.clamp(min=0))
+        margin = torch.where(shown, value - outcome.price_per_click, 0.0)
+        slot_utility = margin * torch.where(shown, outcome.allocation.slot_ctr_model, 0.0)
+        utility_model = per_bidder(slot_utility, outcome.slot_bidder, bids.shape[1])
+        regret_model = (deviation_model.amax(dim=2) - utility_model).clamp(min=0.0)
+    else:  # a position auction's mechanism knows the true click model
+        regret_model, utility_model = regret, utility
+    pairs = searched.to(regret.dtype)
+    series = {
+        "regret_pairs": regret,
+        "utility_pairs": torch.where(searched, utility, torch.nan),
+        "pairs": pairs.sum(1),
+        "regret_sum": regret.nansum(1),
+        "utility_sum": torch.where(searched, utility, 0.0).sum(1),
+        "regret_model_sum": regret_model.nansum(1),
+        "utility_model_sum": torch.where(searched, utility_model, 0.0).sum(1),
+    }
+    if spec.multipliers:  # fixed multipliers: utility against multiplier is a curve
+        series["curve_sum"] = torch.where(searched.unsqueeze(2), deviation, 0.0).sum(1)  # [B, C]
+    return series
+
+
+def ratio_sums(x: torch.Tensor, y: torch.Tensor) -> RatioSums:
+    """RatioSums of per-request numerators x [B] and denominators y [B] (float64 sums)."""
+    x, y = x.double(), y.double()
+    return RatioSums(
+        int(x.numel()),
+        float(x.sum()),
+        float(y.sum()),
+        float((x * x).sum()),
+        float((y * y).sum()),
+        float((x * y).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class RegretSummary:
+    """A run's regret figures (NaN without a regret search)."""
+
+    bidders: str = "none"  # which bidders were searched: shown, all (or none)
+    pairs: int = 0  # (request, bidder) pairs searched
+    figures: dict[str, float] = field(default_factory=dict)  # regret_mean, regret_max, psi, ...
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    sums: dict[str, RatioSums] = field(default_factory=dict)  # to pool runs (intervals.py)
+    curve: tuple[float, ...] = ()  # mean utility of a deviator at each fixed multiplier
+    curve_se: tuple[float, ...] = ()
+    regret_sample: tuple[float, ...] = ()
+    utility_sample: tuple[float, ...] = ()
+
+
+def _point(sums: RatioSums, numerator: float) -> float:
+    """The ratio as evaluate has always reported it: sum x / sum y, 0 when both are 0 and
+    infinite when only y is (psi of first price: truthful bidders earn nothing)."""
+    if math.isnan(numerator) or math.isnan(sums.sy):
+        return math.nan
+    if sums.sy > 0:
+        return sums.ratio
+    return 0.0 if numerator == 0 else math.inf
+
+
+def summarize_regret(
+    joined: dict[str, torch.Tensor], spec: MisreportSpec, mechanism, seed: int
+) -> RegretSummary:
+    """The figures of a run from its joined regret series (regret_series, concatenated)."""
+    regret, utility = joined["regret_pairs"], joined["utility_pairs"]
+    searched = ~torch.isnan(regret)
+    bidders = (
+        spec.bidders if spec.bidders != "default" else getattr(mechanism, "regret_bidders", "all")
+    )
+    positive = utility[searched & (utility > 0)]
+    per_ad_x = torch.zeros_like(joined["pairs"])
+    per_ad_y = torch.zeros_like(joined["pairs"])
+    if positive.numel():  # the paper's per-ad psi over ads whose utility is not tiny
+        kept = searched & (utility >= TINY_UTILITY_SHARE * float(positive.mean()))
+        per_ad_x = torch.where(kept, regret / utility, 0.0).sum(1)
+        per_ad_y = kept.to(per_ad_x.dtype).sum(1)
+    sums = {
+        "regret_mean": ratio_sums(joined["regret_sum"], joined["pairs"]),
+        "psi": ratio_sums(joined["regret_sum"], joined["utility_sum"]),
+        "psi_per_ad": ratio_sums(per_ad_x, per_ad_y),
+        "regret_mean_model": ratio_sums(joined["regret_model_sum"], joined["pairs"]),
+        "psi_model": ratio_sums(joined["regret_model_sum"], joined["utility_model_sum"]),
+    }
+    figures = {name: _point(part, part.sx) for name, part in sums.items()}
+    if not positive.numel():
+        figures["psi_per_ad"] = math.nan  # no ad earns anything (first price)
+    figures["regret_mean_se"] = sums["regret_mean"].standard_error()
+    figures["regret_max"] = float(regret[searched].max()) if bool(searched.any()) else math.nan
+    curve, curve_se = (), ()
+    if "curve_sum" in joined:
+        points = [ratio_sums(column, joined["pairs"]) for column in joined["curve_sum"].T]
+        curve = tuple(point.ratio for point in points)
+        curve_se = tuple(point.standard_error() for point in points)
+    sample = _regret_sample(regret[searched], utility[searched], seed)
+    return RegretSummary(
+        bidders=bidders,
+        pairs=int(searched.sum()),
+        figures=figures,
+        intervals={name: part.interval() for name, part in sums.items()},
+        sums=sums,
+        curve=curve,
+        curve_se=curve_se,
+        regret_sample=sample[0],
+        utility_sample=sample[1],
+    )
+
+
+def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):
+    """Up to REGRET_SAMPLE searched (request, bidder) pairs that regret or earn something,
+    drawn without replacement from the run's seed."""
+    active = (regret > 0) | (utility > 0)
+    regret, utility = regret[active], utility[active]
+    if regret.numel() > REGRET_SAMPLE:
+        keep = torch.randperm(regret.numel(), generator=make_generator(seed, "regret_sample"))
+        keep = keep[:REGRET_SAMPLE].sort().values
+        regret, utility = regret[keep], utility[keep]
+    return tuple(regret.tolist()), tuple(utility.tolist())

@@ -1,0 +1,76 @@
+"""Ratio-of-means intervals (ega_sim/intervals.py): the delta method against its linearized
+form computed independently, coverage by simulation, pooling, and the support."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ega_sim.intervals import RatioSums, pooled
+
+
+def _sums(x: np.ndarray, y: np.ndarray) -> RatioSums:
+    return RatioSums(
+        len(x),
+        float(x.sum()),
+        float(y.sum()),
+        float((x * x).sum()),
+        float((y * y).sum()),
+        float((x * y).sum()),
+    )
+
+
+def test_standard_error_is_the_linearized_ratio_estimator():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.5, 1.5, 400)
+    x = rng.exponential(0.1, 400) * (rng.uniform(size=400) < 0.3)  # mostly zero, like regret
+    sums = _sums(x, y)
+    ratio = x.sum() / y.sum()
+    # The ratio's influence terms d_b = (x_b - r y_b) / mean(y): se = sd(d) / sqrt(n).
+    influence = (x - ratio * y) / y.mean()
+    expected = influence.std(ddof=1) / math.sqrt(len(x))
+    assert sums.ratio == pytest.approx(ratio, rel=1e-12)
+    assert sums.standard_error() == pytest.approx(expected, rel=1e-9)
+
+
+def test_ninety_five_percent_intervals_cover_the_true_ratio():
+    # x = regret: zero-inflated exponential; y = utility: uniform. True ratio E[x] / E[y].
+    rng = np.random.default_rng(1)
+    share, scale, n, runs = 0.3, 0.2, 500, 2000
+    truth = share * scale / 1.0  # E[y] = 1 for U[0.5, 1.5]
+    covered = 0
+    for _ in range(runs):
+        y = rng.uniform(0.5, 1.5, n)
+        x = rng.exponential(scale, n) * (rng.uniform(size=n) < share)
+        low, high = _sums(x, y).interval()
+        covered += low <= truth <= high
+    coverage = covered / runs
+    se = math.sqrt(0.95 * 0.05 / runs)  # binomial standard error of the coverage
+    assert abs(coverage - 0.95) < 4 * se, coverage
+
+
+def test_pooling_runs_is_the_interval_of_all_their_requests():
+    rng = np.random.default_rng(2)
+    x, y = rng.exponential(1.0, 300), rng.uniform(1.0, 2.0, 300)
+    parts = [_sums(x[:100], y[:100]), _sums(x[100:], y[100:]).to_dict()]
+    together = pooled(parts)
+    whole = _sums(x, y)
+    assert together.n == 300
+    assert together.ratio == pytest.approx(whole.ratio, rel=1e-12)
+    assert together.interval() == pytest.approx(whole.interval(), rel=1e-9)
+
+
+def test_intervals_respect_the_support():
+    rng = np.random.default_rng(3)
+    y = rng.uniform(size=50)
+    x = np.zeros(50)
+    x[0] = 5.0  # one large regret among zeros: a symmetric interval would go below 0
+    low, high = _sums(x, y).interval()
+    assert 0 < low < _sums(x, y).ratio < high
+    assert _sums(np.zeros(50), y).interval() == (0.0, 0.0)  # no regret at all
+    undefined = _sums(x, np.zeros(50))  # nothing in the denominator: undefined, not 0
+    assert math.isnan(undefined.ratio) and all(math.isnan(b) for b in undefined.interval())
+    one = _sums(x[:1], y[:1])
+    assert all(math.isnan(b) for b in one.interval())  # a single request has no interval
