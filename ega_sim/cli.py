@@ -14,7 +14,7 @@ from pathlib import Path
 from ega_sim.bench import SUITES, run_suites
 from ega_sim.config.errors import ConfigError
 from ega_sim.experiments.executors import EXECUTORS
-from ega_sim.metrics.regret import MISREPORT_METHODS
+from ega_sim.metrics.regret import MISREPORT_METHODS, REGRET_BIDDERS
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -125,6 +125,7 @@ def _report(args: argparse.Namespace) -> int:
     REQUESTS.but(default=10_000),
     SEED,
     opt("--misreport", choices=MISREPORT_METHODS, default="exact", help="regret search"),
+    opt("--regret-bidders", choices=REGRET_BIDDERS, default="default", help="whose misreports"),
     opt("--dense-points", type=int, default=64, help="bids of the dense search"),
     opt("--gamma-max", type=float, default=2.0, help="dense search upper multiplier"),
     DEVICE,
@@ -137,7 +138,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     Run mechanisms on truthful bids for a scenario and measure per-request revenue, welfare,
     utility, clicks and ex-post regret (against the ground truth); --misreport none skips
-    regret.
+    regret. --regret-bidders: the ads shown, all candidates, or each mechanism's default (the
+    shown ads for ega/gr, whose misreports re-run beam search; all otherwise).
 
     examples:
       ega-sim evaluate --scenario textbook
@@ -161,7 +163,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         make_mechanism(name, world, checkpoint=args.checkpoint if learns(name, world) else None)
         for name in args.mechanism or default
     ]
-    spec = MisreportSpec(args.misreport, args.dense_points, args.gamma_max)
+    spec = MisreportSpec(
+        args.misreport, args.dense_points, args.gamma_max, bidders=args.regret_bidders
+    )
     options = {"requests": args.requests, "seed": args.seed, "progress": sys.stderr.isatty()}
     results = []
     for mechanism in mechanisms:

@@ -504,3 +504,29 @@ def test_closed_forms_against_monte_carlo(n, alpha, low, high, q):
         measured, se = regret["first"]
         expected = closed_form(scenario, "cascade/first")["regret_mean"]
         assert within_standard_errors(measured, expected, se), (measured, expected)
+
+
+def test_regret_figures_pool_the_requests_of_every_seed():
+    # Two seeds of one cell: psi 0.1 on 100 requests and 0.3 on 300. The report's psi is the
+    # ratio of all requests' sums, (10 + 90) / (100 + 300) = 0.25, not the seeds' mean 0.2.
+    results = pd.DataFrame(
+        [
+            {"scenario": "s", "label": "m", "seed": seed, "metric": "psi", "value": v, "se": 0.0}
+            for seed, v in ((0, 0.1), (1, 0.3))
+        ]
+        + [{"scenario": "s", "label": "m", "seed": 0, "metric": "rpm", "value": 5.0, "se": 0.1}]
+    )
+    ratios = pd.DataFrame(
+        [
+            {"scenario": "s", "label": "m", "seed": 0, "metric": "psi", "n": 100, "sx": 10.0,
+             "sy": 100.0, "sxx": 4.0, "syy": 120.0, "sxy": 11.0},
+            {"scenario": "s", "label": "m", "seed": 1, "metric": "psi", "n": 300, "sx": 90.0,
+             "sy": 300.0, "sxx": 60.0, "syy": 330.0, "sxy": 95.0},
+        ]
+    )  # fmt: skip
+    summary = summarize(results, ["scenario", "label"], ratios=ratios).set_index("metric")
+    psi = summary.loc["psi"]
+    assert psi["mean"] == pytest.approx(0.25) and psi["interval"] == "requests"
+    assert 0 < psi["low"] < 0.25 < psi["high"]
+    assert psi["values"] == (0.1, 0.3)  # the per-seed figures are still shown
+    assert summary.loc["rpm", "interval"] == "seeds"

@@ -23,6 +23,8 @@ from ega_sim.config.scenario import PositionAuctionConfig, ScenarioConfig, load_
 from ega_sim.experiments.artifacts import Artifact, _digest, finished, scenario_identity
 from ega_sim.experiments.spec import ExperimentSpec, MechanismSpec, StudySpec, merge_tables
 from ega_sim.mechanisms.registry import GENERATIVE_ALLOCATORS
+from ega_sim.metrics.regret import MisreportSpec
+from ega_sim.metrics.regret_summary import RATIO_FIGURES
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,17 @@ class Cell:
     study: StudySpec
     checkpoint: str | None  # artifact id whose folder the mechanism loads, if learned
     trained_from: tuple[str, ...] = ()  # every artifact it rests on (for training time)
+    regret_bidders: str = "default"  # whose misreports are searched (MisreportSpec.bidders)
     # The scenario with the overrides applied, validated (loaded here when not given).
     validated: ScenarioConfig | None = field(default=None, compare=False, repr=False)
     id: str = field(default="", compare=False)
+
+    @property
+    def searched_bidders(self) -> str:
+        """ "shown" or "all": the cell's regret bidders, the mechanism's default resolved."""
+        if self.regret_bidders != "default":
+            return self.regret_bidders
+        return "shown" if self.mechanism.allocator in GENERATIVE_ALLOCATORS else "all"
 
     def __post_init__(self) -> None:
         if self.validated is None:
@@ -62,6 +72,8 @@ class Cell:
             "study": dataclasses.asdict(self.study) if self.kind == "misreport" else None,
             "checkpoint": self.checkpoint,
         }
+        if self.searched_bidders != "all":  # cells searching every bidder keep their old ids
+            identity["regret_bidders"] = self.searched_bidders
         safe = self.mechanism.label.replace("/", "_").replace(" ", "_")
         name = f"{safe}-s{self.seed}-{_digest(identity)}"
         object.__setattr__(self, "id", name)
@@ -194,6 +206,7 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
                             study=spec.study,
                             checkpoint=checkpoint,
                             trained_from=chain,
+                            regret_bidders=spec.regret_bidders,
                             validated=planner.scenario(scenario, overrides),
                         )
                     )
@@ -290,7 +303,7 @@ def _evaluate_cell(cell: Cell, world, checkpoint):
         world,
         requests=cell.requests,
         seed=cell.seed,
-        misreport=cell.misreport,
+        misreport=MisreportSpec(cell.misreport, bidders=cell.regret_bidders),
         regret_requests=cell.regret_requests,
     )
     metrics = {}
@@ -309,7 +322,18 @@ def _evaluate_cell(cell: Cell, world, checkpoint):
             "utility": list(details.curve_utility),
             "utility_se": [_not_nan(x) for x in details.curve_utility_se],
         }
-    regret = {"regret": list(details.regret_sample), "utility": list(details.utility_sample)}
+    regret = {
+        "regret": list(details.regret_sample),
+        "utility": list(details.utility_sample),
+        "bidders": result.regret_bidders,
+        "pairs": result.regret_pairs,
+        "ratios": details.ratio_sums,  # per-request sums behind each regret figure, to pool
+        "intervals": {  # each regret figure's 95% interval over the cell's requests
+            name: [_not_nan(bound) for bound in getattr(result, f"{name}_interval")]
+            for name in RATIO_FIGURES
+            if name in metrics
+        },
+    }
     return metrics, curve, regret
 
 

@@ -1,7 +1,9 @@
 """Cell records to tidy tables: results (one row per cell and metric), curves (utility against
 the misreport multiplier), regret (a per-pair sample) and closed_forms (a position auction's
-revenue and regret from theory, per cell), written as CSV and, when pyarrow is present,
-Parquet. Files are written atomically.
+revenue and regret from theory, per cell) and ratios (the per-request sums behind every
+regret figure, so intervals over requests pool across seeds: intervals.py), written as CSV
+and, when pyarrow is present, Parquet. Files are written atomically. A result row carries its
+cell's 95% interval over requests (`low`, `high`) where the figure is a regret figure.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import pandas as pd
 
 from ega_sim.atomic import write_bytes_atomic
 from ega_sim.experiments.theory import CLOSED_FORM_KEYS
+from ega_sim.intervals import RatioSums
+
+RATIO_COLUMNS = tuple(RatioSums().to_dict())  # n, sx, sy, sxx, syy, sxy
 
 CELLS = "cells"
 IDENTITY = ("experiment", "cell", "scenario", "label", "mechanism", "seed")
@@ -53,12 +58,14 @@ def _nan(value) -> float:
 
 def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame]:
     """The tidy tables of a set of cell records: results, curves, regret."""
-    results, curves, regret, closed_forms = [], [], [], []
+    results, curves, regret, closed_forms, ratios = [], [], [], [], []
     for record in records:
         identity = _identity(record, sweep_keys)
         cell = {key: record[key] for key in CELL_COLUMNS}
         trailing = {key: record[key] for key in TRAILING}
+        intervals = (record.get("regret") or {}).get("intervals") or {}
         for metric, (value, se) in record["metrics"].items():
+            low, high = intervals.get(metric, (None, None))
             results.append(
                 {
                     **identity,
@@ -66,6 +73,8 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
                     "metric": metric,
                     "value": _nan(value),
                     "se": _nan(se),
+                    "low": _nan(low),
+                    "high": _nan(high),
                     **trailing,
                 }
             )
@@ -79,6 +88,8 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
         if expected:
             closed_forms.append({**identity, **{k: _nan(v) for k, v in expected.items()}})
         sample = record.get("regret")
+        for figure, sums in ((sample or {}).get("ratios") or {}).items():
+            ratios.append({**identity, "metric": figure, **sums})
         if sample:
             for r, u in zip(sample["regret"], sample["utility"], strict=True):
                 regret.append({**identity, "regret": r, "utility": u})
@@ -86,12 +97,22 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
     return {
         "results": pd.DataFrame(
             results,
-            columns=[*identity_columns, *CELL_COLUMNS, "metric", "value", "se", *TRAILING],
+            columns=[
+                *identity_columns,
+                *CELL_COLUMNS,
+                "metric",
+                "value",
+                "se",
+                "low",
+                "high",
+                *TRAILING,
+            ],
         ),
         "curves": pd.DataFrame(
             curves, columns=[*identity_columns, "multiplier", "utility", "utility_se"]
         ),
         "regret": pd.DataFrame(regret, columns=[*identity_columns, "regret", "utility"]),
+        "ratios": pd.DataFrame(ratios, columns=[*identity_columns, "metric", *RATIO_COLUMNS]),
         "closed_forms": pd.DataFrame(closed_forms, columns=[*identity_columns, *CLOSED_FORM_KEYS]),
     }
 

@@ -19,7 +19,7 @@ from ega_sim.config.errors import ConfigError
 from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.config.scenario import load_scenario, resolve_scenario_path
 from ega_sim.generative.config import INFERENCE_SETTINGS, EGAConfig, with_settings
-from ega_sim.metrics.regret import MISREPORT_METHODS
+from ega_sim.metrics.regret import MISREPORT_METHODS, REGRET_BIDDERS
 from ega_sim.report.names import FIGURES, REFERENCES
 
 KINDS = ("evaluate", "misreport")
@@ -90,6 +90,7 @@ class ExperimentSpec:
     study: StudySpec
     device: str = "cpu"
     quick: bool = False
+    regret_bidders: str = "default"  # whose misreports: shown ads, all, or each mechanism's
 
     def sweep_points(self) -> list[dict[str, Any]]:
         """The sweep's points ([{}] without a sweep): every combination of the values, or
@@ -272,6 +273,7 @@ def parse_experiment(document: dict, source: str) -> ExperimentSpec:
         training=training,
         study=study,
         device=_device(root),
+        regret_bidders=root.str("regret_bidders", "default", choices=REGRET_BIDDERS),
     )
     root.finish()
     _check_mechanisms(spec)

@@ -1,5 +1,6 @@
 """Reading a results folder: OUT/experiment.json, OUT/results.csv and, when present,
-OUT/curves.csv, OUT/regret.csv and OUT/closed_forms.csv, checked and summarized by scenario,
+OUT/curves.csv, OUT/regret.csv, OUT/closed_forms.csv and OUT/ratios.csv, checked and summarized
+by scenario,
 label and sweep point. The report reads these files only."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ResultsFolder:
     curves: pd.DataFrame | None
     regret: pd.DataFrame | None
     closed_forms: pd.DataFrame | None  # position auctions' closed forms, per cell
+    ratios: pd.DataFrame | None  # the per-request sums behind each cell's regret figures
     labels: list[str]
     scenarios: list[str]
     sweep_keys: list[str]
@@ -97,6 +99,7 @@ def read_results_folder(out: str | Path) -> ResultsFolder:
             f"{results_path}: no column for sweep key(s) {', '.join(absent)} "
             f"named in {experiment_path.name}"
         )
+    ratios = _read_optional_csv(out / "ratios.csv")
     labels = _ordered([str(x) for x in experiment.get("labels", [])], results["label"])
     names = [str(x) for x in experiment.get("scenario_names", [])]
     scenarios = _ordered(names, results["scenario"])
@@ -122,9 +125,10 @@ def read_results_folder(out: str | Path) -> ResultsFolder:
         curves=_read_optional_csv(out / "curves.csv"),
         regret=_read_optional_csv(out / "regret.csv"),
         closed_forms=_read_optional_csv(out / "closed_forms.csv"),
+        ratios=ratios,
         labels=labels,
         scenarios=scenarios,
         sweep_keys=sweep_keys,
         feed=feed_scenarios(results),
-        summary=summarize(results, ["scenario", "label", *sweep_keys]),
+        summary=summarize(results, ["scenario", "label", *sweep_keys], ratios=ratios),
     )

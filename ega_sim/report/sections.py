@@ -121,7 +121,11 @@ def results_section(folder: ResultsFolder) -> list[Block]:
             "bootstrap interval undercovers with three seeds), and below it the per-seed values "
             "ordered by seed."
             + (
-                " psi is total regret over total truthful utility."
+                " psi is total regret over total truthful utility. Regret figures (mean regret, "
+                "psi, per-ad psi, and their own-model versions) are instead pooled over the "
+                "requests of every seed: the ratio of the sums and its 95% interval over "
+                "requests (delta method on the log scale, never below 0), because the spread "
+                "between requests, not between seeds, dominates them."
                 if (folder.summary["metric"] == "psi").any()
                 else ""
             )

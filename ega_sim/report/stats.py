@@ -1,4 +1,5 @@
-"""Means over seeds with 95% Student-t intervals, the per-seed values kept beside them.
+"""Means over seeds with 95% Student-t intervals, the per-seed values kept beside them; and
+for the regret figures, ratios pooled over the requests of every seed with their interval.
 
 Why t and not a bootstrap: an experiment usually has three seeds. A percentile bootstrap of
 three numbers resamples only ten distinct means and its interval lies inside [min, max] of the
@@ -6,6 +7,11 @@ seeds, which covers the true mean with probability 1 - 2 (1/2)^3 = 75% at best: 
 a nominal 95% badly. The t interval with n - 1 degrees of freedom is exact for normal per-seed
 figures and honestly wide for n = 3 (t_{0.975, 2} = 4.30). The per-seed values are always
 shown too, so a reader can judge the spread without trusting any interval.
+
+Regret figures (psi, mean regret, ...) are different: a seed's figure rests on few requests and
+the spread between requests dominates, so their interval is over all requests of all seeds
+(the per-request sums of ratios.csv added up, intervals.py), and their central value the
+pooled ratio. The summary's `interval` column says which interval a row has.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ega_sim.intervals import pooled
 
 NAN = float("nan")
 
@@ -48,13 +56,40 @@ def pooled_standard_error(standard_errors: Iterable[float]) -> float:
     return float(math.sqrt(float(np.sum(array**2))) / array.size)
 
 
-def summarize(results: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
+def _group_key(key: tuple) -> tuple:
+    """A groupby key that compares equal to itself when it holds NaN (outside a sweep)."""
+    return tuple("<nan>" if isinstance(v, float) and math.isnan(v) else v for v in key)
+
+
+def pooled_ratios(ratios: pd.DataFrame | None, by: Sequence[str]) -> dict:
+    """(group key, metric) -> the RatioSums of every cell of the group, added up."""
+    if ratios is None or ratios.empty:
+        return {}
+    keys = [*by, "metric"]
+    columns = ["n", "sx", "sy", "sxx", "syy", "sxy"]
+    return {
+        _group_key(key if isinstance(key, tuple) else (key,)): pooled(
+            part[columns].to_dict("records")
+        )
+        for key, part in ratios.groupby(keys, sort=False, dropna=False)
+    }
+
+
+def summarize(
+    results: pd.DataFrame,
+    by: Sequence[str],
+    level: float = 0.95,
+    ratios: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per group of `by` and metric of a tidy results table: mean, low, high (the
     t-interval over seeds), n, `values` and `seeds` (tuples ordered by seed) and `se_of_mean`
-    (the requests' standard error of the mean, pooled over seeds, from the `se` column).
+    (the requests' standard error of the mean, pooled over seeds, from the `se` column). With
+    `ratios` (ratios.csv), a regret figure's mean, low and high are instead its ratio and 95%
+    interval over the requests of all seeds; `interval` says "requests" or "seeds".
 
     Groups keep their first-appearance order; NaN group keys (a cell outside a sweep) are kept.
     """
+    by_requests = pooled_ratios(ratios, by)
     keys = [*by, "metric"]
     missing = [key for key in [*keys, "value"] if key not in results.columns]
     if missing:
@@ -66,15 +101,20 @@ def summarize(results: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> 
         values = part["value"].to_numpy(dtype=np.float64)
         mean, low, high = t_interval(values, level)
         row = dict(zip(keys, key, strict=True))
+        interval = "seeds"
+        sums = by_requests.get(_group_key(key))
+        if sums is not None and not math.isnan(sums.ratio):
+            mean, (low, high), interval = sums.ratio, sums.interval(), "requests"
         row.update(
             mean=mean,
             low=low,
             high=high,
+            interval=interval,
             n=int(np.count_nonzero(~np.isnan(values))),
             values=tuple(float(v) for v in values),
             seeds=tuple(int(s) for s in part["seed"]) if "seed" in part.columns else (),
             se_of_mean=(pooled_standard_error(part["se"]) if "se" in part.columns else NAN),
         )
         rows.append(row)
-    columns = [*keys, "mean", "low", "high", "n", "values", "seeds", "se_of_mean"]
+    columns = [*keys, "mean", "low", "high", "interval", "n", "values", "seeds", "se_of_mean"]
     return pd.DataFrame(rows, columns=columns)
