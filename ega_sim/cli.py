@@ -223,6 +223,7 @@ def _simulate_logs(args: argparse.Namespace) -> int:
     opt("--config", help="ega/gr: a TOML file of EGAConfig keys; */paynet: of PaynetTrainConfig"),
     opt("--from", dest="from_dir", help="*/paynet on a feed market: a trained allocator to reuse"),
     opt("--steps", type=int, help="*/paynet: training steps"),
+    DEVICE.but(help="where ega/gr and payment networks train (logs and pCTR: the CPU)"),
 )
 def _train(args: argparse.Namespace) -> int:
     """train what a learned mechanism needs, from logs
@@ -247,7 +248,7 @@ def _train(args: argparse.Namespace) -> int:
     from ega_sim.training import train_mechanism
     from ega_sim.world.build import make_world
 
-    world = make_world(args.scenario)
+    world = make_world(args.scenario, args.device)
     if args.mechanism not in (known := mechanism_names(world)):
         raise ValueError(f"mechanism: expected one of {', '.join(known)}; got {args.mechanism!r}")
     keys = ("logs", "log_requests", "seed", "epochs", "from_dir", "steps")
@@ -321,7 +322,8 @@ def _bench(args: argparse.Namespace) -> int:
       ega-sim bench                          # position auctions and feed_small, 1 thread
       ega-sim bench --suite position --requests 1000000 --threads 2
       ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
-      ega-sim bench --suite ega --checkpoint runs/feed_small_ega   # ega/gsp, 16 and 64 beams
+      ega-sim bench --suite ega --threads 2 --checkpoint runs/feed_small_ega
+      ega-sim bench --suite ega --device cuda   # on a GPU: scripts/gpu_check.sh runs it
       ega-sim bench --suite paynet --threads 2 --checkpoint runs/feed_small_cascade
     """
     run_suites(args)

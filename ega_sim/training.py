@@ -42,7 +42,7 @@ def training_config(section: str, table: dict, source: str = "<dict>"):
 
 
 def _train_generative(
-    scenario,
+    world,
     logs,
     out: Path,
     *,
@@ -60,7 +60,10 @@ def _train_generative(
         config = EGAConfig.from_dict(read_toml(Path(config_path)), str(config_path))
     if epochs is not None:
         config = dataclasses.replace(config, pretrain=PretrainConfig(epochs=epochs))
-    reports = train_ega(scenario, logs, out, config, seed=seed, progress=progress)
+    scenario = world.config
+    reports = train_ega(
+        scenario, logs, out, config, seed=seed, progress=progress, device=world.device
+    )
     lines = [
         f"trained the EGA-V2 pipeline for {scenario.name} on {logs.n_requests} logged "
         f"requests; checkpoint in {out}"
@@ -134,7 +137,8 @@ def train_mechanism(
     """Train and write a checkpoint folder; returns a one-paragraph report. `config_path`: a
     TOML file of EGAConfig keys for ega/gr, of PaynetTrainConfig keys for */paynet.
     `from_dir`: for */paynet, a trained allocator to reuse instead of training one. `world`:
-    the scenario's world (a scenario's is built on the CPU)."""
+    the scenario's world (a scenario's is built on the CPU): the generative pipeline and
+    payment networks train on its device; logs and the cascade's pCTR model on the CPU."""
     world = as_world(world)
     scenario = world.config
     out = Path(out)
@@ -175,7 +179,7 @@ def train_mechanism(
         data = read_logs(logs, scenario)
     if allocator in ("ega", "gr"):
         return _train_generative(
-            scenario,
+            world,
             data,
             out,
             seed=seed,

@@ -1,8 +1,8 @@
 """`ega-sim bench`: throughput of the batched mechanisms, printed as figures (not a test).
 
 Each suite measures, prints one line (or one JSON record) per measurement and returns nothing;
-the Printer keeps the records. Suites: auctions.py (position, paynet), feed.py (feed, logs,
-ega), envs.py (envs).
+the Printer keeps the records. Suites: auctions.py (position, paynet), feed.py (feed, logs),
+generative.py (ega), envs.py (envs).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def run_suites(args) -> list[dict]:
     from ega_sim.bench.auctions import run_paynet_bench, run_position_bench
     from ega_sim.bench.common import Printer
     from ega_sim.bench.envs import run_envs_bench
-    from ega_sim.bench.feed import run_feed_bench, run_generative_bench, run_logs_bench
+    from ega_sim.bench.feed import run_feed_bench, run_logs_bench
+    from ega_sim.bench.generative import run_generative_bench
     from ega_sim.world.build import resolve_device
 
     for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots", "steps"):
@@ -30,11 +31,6 @@ def run_suites(args) -> list[dict]:
     printer = Printer(args.json)
     suites = {"default": ("position", "feed"), "all": ("position", "feed", "logs")}
     chosen = suites.get(args.suite, (args.suite,))
-    if "ega" in chosen and args.checkpoint is None:
-        raise ValueError(
-            "bench --suite ega: expected --checkpoint DIR (made by `ega-sim train --mechanism "
-            "ega/gsp`)"
-        )
     position = {"requests": args.requests, "n_bidders": args.bidders, "n_slots": args.slots}
     runs = {
         "position": lambda: run_position_bench(
@@ -44,7 +40,9 @@ def run_suites(args) -> list[dict]:
             printer, requests=args.feed_requests, checkpoint=args.checkpoint, device=args.device
         ),
         "logs": lambda: run_logs_bench(printer),
-        "ega": lambda: run_generative_bench(printer, checkpoint=args.checkpoint),
+        "ega": lambda: run_generative_bench(
+            printer, checkpoint=args.checkpoint, device=args.device
+        ),
         "paynet": lambda: run_paynet_bench(
             printer, steps=args.steps, checkpoint=args.checkpoint, repeats=args.repeats, **position
         ),

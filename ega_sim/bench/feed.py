@@ -1,5 +1,5 @@
-"""The feed market: requests per second of evaluate for the learned cascade and of the
-generative ega/gsp, and wall time and peak memory of simulate-logs."""
+"""The feed market: requests per second of evaluate for the learned cascade, and wall time and
+peak memory of simulate-logs."""
 
 from __future__ import annotations
 
@@ -66,36 +66,3 @@ def run_logs_bench(printer: Printer, *, scenario="feed_medium", requests=100_000
         "peak_memory_mib": peak_mib,
     }
     printer.memory(record, "simulate-logs", scenario, requests, "requests")
-
-
-def run_generative_bench(
-    printer: Printer, *, checkpoint, scenario="feed_small", requests=512, beams=(16, 64)
-) -> None:
-    """Requests per second of the `ega/gsp` mechanism (beam search, RM selection, GSP) with
-    each beam count, without regret, from a checkpoint of `ega-sim train --mechanism ega/gsp`."""
-    from ega_sim.mechanisms.registry import make_mechanism
-    from ega_sim.seeding import make_generator
-    from ega_sim.world.build import make_world
-
-    world = make_world(scenario)
-    batch = world.sample_requests(requests, make_generator(0, "bench"))
-    for count in beams:
-        mechanism = make_mechanism(
-            "ega/gsp", world, checkpoint=checkpoint, settings={"beams": count}
-        )
-        mechanism.run(batch.slice(0, 16), batch.slice(0, 16).value_per_click)  # warm-up
-        started = time.perf_counter()
-        for start in range(0, requests, 256):
-            chunk = batch.slice(start, start + 256)
-            mechanism.run(chunk, chunk.value_per_click)
-        seconds = time.perf_counter() - started
-        record = {
-            "benchmark": "ega/gsp run",
-            "beams": count,
-            "scenario": scenario,
-            "requests": requests,
-            "seconds": seconds,
-            "per_second": requests / seconds,
-            "threads": torch_threads(),
-        }
-        printer.rate(record, f"ega/gsp run, {count} beams", scenario, requests, "requests", seconds)

@@ -50,6 +50,7 @@ class Artifact:
     log_requests: int = 0  # logs only
     allocator: str = ""  # paynet only: the allocator it prices
     needs: tuple[str, ...] = ()
+    device: str = "cpu"  # generative pipelines and payment networks train there
     # The scenario with the overrides applied, validated (loaded here when not given).
     validated: ScenarioConfig | None = field(default=None, compare=False, repr=False)
     id: str = field(default="", compare=False)
@@ -70,6 +71,8 @@ class Artifact:
             "allocator": self.allocator,
             "needs": self.needs,
         }
+        if self.device != "cpu" and self.kind in ("generative", "paynet"):
+            identity["device"] = self.device  # a GPU trains other weights; CPU ids unchanged
         label = f"{self.allocator}-paynet" if self.kind == "paynet" else self.kind
         object.__setattr__(self, "id", f"{label}-{scenario['name']}-{_digest(identity)}")
 
@@ -137,7 +140,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
 
         logs = read_logs(root / artifact.needs[0], scenario)
         config = training_config("ega", artifact.config, source)
-        reports = train_ega(scenario, logs, out, config, seed=artifact.seed)
+        reports = train_ega(scenario, logs, out, config, seed=artifact.seed, device=artifact.device)
         summary = f"reward model AUC {reports['reward_model']['validation_poi_auc']:.4f}"
     else:
         from ega_sim.payment.fit import train_paynet
@@ -146,7 +149,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
             shutil.copytree(root / artifact.needs[0], out, dirs_exist_ok=True)
             (out / DONE).unlink(missing_ok=True)
         config = training_config("paynet", artifact.config, source)
-        world = make_world(scenario)
+        world = make_world(scenario, artifact.device)
         report = train_paynet(world, artifact.allocator, out, config, seed=artifact.seed)
         validation = report["validation"]
         summary = f"held-out revenue/request {validation['revenue_per_request']:.4f}"

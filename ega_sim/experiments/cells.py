@@ -153,7 +153,14 @@ class _Planner:
             config = section("cascade" if kind == "cascade" else "ega")
             base = self.add(
                 Artifact(
-                    kind, scenario, overrides, config, seed, needs=(logs,), validated=validated
+                    kind,
+                    scenario,
+                    overrides,
+                    config,
+                    seed,
+                    needs=(logs,),
+                    device=spec.device,
+                    validated=validated,
                 )
             )
             chain = [logs, base]
@@ -167,6 +174,7 @@ class _Planner:
                 seed,
                 allocator=allocator,
                 needs=needs,
+                device=spec.device,
                 validated=validated,
             )
             chain.append(self.add(paynet))

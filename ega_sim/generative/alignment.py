@@ -108,6 +108,7 @@ def align(
     history = []
     for _ in tqdm(range(config.steps), desc="align", unit="step", disable=not progress):
         rows = torch.randint(logs.n_requests, (config.batch_size,), generator=stream)
+        rows = rows.to(logs.exposures["user"].device)
         requests = logged_requests(logs, rows)
         bids = requests.value_per_click
         with torch.no_grad():
@@ -151,7 +152,7 @@ def _marginal_rewards(mechanism, requests, bids, candidates, items, chosen_value
     n_candidates = candidates.n_candidates
     expanded = lambda t: t.repeat_interleave(n_items, dim=0)  # noqa: E731
     banned = torch.zeros((batch * n_items, n_candidates), dtype=torch.bool, device=items.device)
-    banned[torch.arange(batch * n_items), items.reshape(-1)] = True
+    banned[torch.arange(batch * n_items, device=items.device), items.reshape(-1)] = True
     without = candidates.rows(torch.arange(batch, device=items.device).repeat_interleave(n_items))
     lists = beam_search(
         mechanism.parts.generator,

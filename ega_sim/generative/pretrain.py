@@ -28,7 +28,8 @@ def pretrain_generator(
     config = PretrainConfig() if config is None else config
     started = time.perf_counter()
     torch.manual_seed(seed)
-    model = Generator(generator_config)
+    device = tables.poi_codes.device  # train where the tables (and the logs) are
+    model = Generator(generator_config).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -41,7 +42,7 @@ def pretrain_generator(
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=order_stream)
         for start in range(0, n, config.batch_size):
-            rows = order[start : start + config.batch_size]
+            rows = order[start : start + config.batch_size].to(device)
             batch = tables.list_batch(
                 x["user"][rows], x["poi"][rows], x["advertiser"][rows], x["creative"][rows]
             )

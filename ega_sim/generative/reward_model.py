@@ -134,7 +134,8 @@ def logged_inputs(
     """Inputs of the logged lists (all requests, or `rows`) and their outcomes [R, K, 3]:
     POI click, image click, order."""
     x = logs.exposures
-    rows = torch.arange(logs.n_requests) if rows is None else rows
+    device = logs.exposures["user"].device
+    rows = torch.arange(logs.n_requests, device=device) if rows is None else rows
     inputs = list_inputs(
         logs.platform,
         tokenizers,

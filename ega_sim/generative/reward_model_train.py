@@ -80,10 +80,13 @@ def train_reward_model(
     config = RewardModelConfig() if config is None else config
     started = time.perf_counter()
     torch.manual_seed(seed)  # initial weights; data order and split have their own streams
-    train_rows, validation_rows = split_requests(logs.n_requests, config.validation_share, seed)
+    device = logs.exposures["user"].device  # train where the logs are
+    train_rows, validation_rows = (
+        rows.to(device) for rows in split_requests(logs.n_requests, config.validation_share, seed)
+    )
     training, train_outcomes = logged_inputs(logs, tokenizers, train_rows)
     validation, validation_outcomes = logged_inputs(logs, tokenizers, validation_rows)
-    model = PermutationAwareRM.for_market(config, logs.platform, tokenizers)
+    model = PermutationAwareRM.for_market(config, logs.platform, tokenizers).to(device)
     model.start_at_base_rates(train_outcomes)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -98,7 +101,7 @@ def train_reward_model(
     for _ in range(config.epochs):
         order = torch.randperm(n_train, generator=order_stream)
         for start in range(0, n_train, config.batch_size):
-            index = order[start : start + config.batch_size]
+            index = order[start : start + config.batch_size].to(device)
             poi, img, cvr = _losses(model.logits(training.select(index)), train_outcomes[index])
             loss = poi + img + cvr
             optimizer.zero_grad()

@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from ega_sim.atomic import write_text_atomic
 from ega_sim.checkpoints import (
     GENERATIVE_FORMAT,
@@ -55,10 +57,13 @@ def train_ega(
     *,
     seed: int = 0,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Run (or resume) every stage; returns the stage reports."""
+    """Run (or resume) every stage on `device` (the RQ-VAE tokenizers fit on the CPU, a few
+    seconds); returns the stage reports."""
     config = EGAConfig() if config is None else config
     out = Path(out)
+    logs = logs.to(device)
     platform = logs.platform
     reports: dict = {}
 
@@ -75,7 +80,7 @@ def train_ega(
         }
         _finish(out, "tokenizers", done)
     reports["tokenizers"] = done
-    tokenizers = load_item_tokenizers(out, done)
+    tokenizers = load_item_tokenizers(out, done).to(device)
     tables = item_tables(platform, tokenizers)
     shape = generator_config(config, tables, scenario)
 

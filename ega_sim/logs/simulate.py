@@ -14,8 +14,9 @@ from ega_sim.logs.store import EXPOSURE_COLUMNS, write_logs
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.build import as_world
-from ega_sim.world.click_model import resolve_list
+from ega_sim.world.click_model import FeedClickModel, resolve_list
 from ega_sim.world.market_world import FeedMarketWorld
+from ega_sim.world.requests import sample_market_requests
 
 LOG_CHUNK = 8_192
 
@@ -43,11 +44,9 @@ def simulate_logs(
         raise ValueError(f"exploration: expected a probability in [0, 1], got {exploration!r}")
     started = time.perf_counter()
     world = as_world(world)
-    market = world.cpu_market
+    market = world.cpu_market  # logs are CPU data, whatever device the world is on
     observed = market.observed()
-    click_model = world.click_model if world.device.type == "cpu" else None
-    if click_model is None:
-        raise ValueError("simulate_logs runs on the CPU")
+    click_model = world.click_model if world.device.type == "cpu" else FeedClickModel(market)
     request_stream = make_generator(seed, "logs", "requests")
     policy_stream = make_generator(seed, "logs", "policy")
     click_stream = make_generator(seed, "logs", "clicks")
@@ -55,7 +54,7 @@ def simulate_logs(
     for start in tqdm(
         range(0, requests, LOG_CHUNK), desc="simulate-logs", unit="chunk", disable=not progress
     ):
-        batch = world.sample_requests(min(LOG_CHUNK, requests - start), request_stream)
+        batch = sample_market_requests(market, min(LOG_CHUNK, requests - start), request_stream)
         shown = logging_policy(observed, batch, policy_stream, exploration)
         feed = resolve_list(market, batch, shown.slot_item, shown.slot_creative)
         outcome = click_model.sample(feed, click_stream)

@@ -64,7 +64,8 @@ class LogError(ValueError):
 
 @dataclass(frozen=True)
 class Logs:
-    """Logged exposures (torch tensors, CPU) with the platform's tables and the metadata."""
+    """Logged exposures (torch tensors, CPU as read) with the platform's tables and the
+    metadata."""
 
     exposures: dict[str, torch.Tensor]
     platform: ObservedMarket
@@ -73,6 +74,11 @@ class Logs:
     @property
     def n_requests(self) -> int:
         return self.exposures["user"].shape[0]
+
+    def to(self, device: torch.device | str) -> Logs:
+        """The logs with their tensors on `device` (training reads them there)."""
+        exposures = {name: column.to(device) for name, column in self.exposures.items()}
+        return Logs(exposures, self.platform.to(device), self.meta)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -75,6 +75,7 @@ def _generated_setup(world, allocator_name, checkpoint, config, seed, progress):
     allocator = make_mechanism(f"{allocator_name}/first", world, checkpoint=checkpoint)
     n_features = generated_feature_count(world.config.n_slots, allocator.max_ads)
     network = PaymentNetwork(n_features, config.network, make_generator(seed, "paynet", "init"))
+    network.to(world.device)
     train_requests = world.sample_requests(
         config.cached_requests, make_generator(seed, "paynet", "train_requests")
     )

@@ -64,7 +64,7 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     order = torch.argsort(scores)
     ranks = torch.empty_like(scores, dtype=torch.float64)
     sorted_scores = scores[order]
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64, device=scores.device)
     _, inverse, counts = torch.unique_consecutive(
         sorted_scores, return_inverse=True, return_counts=True
     )
