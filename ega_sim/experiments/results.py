@@ -23,7 +23,7 @@ RATIO_COLUMNS = tuple(RatioSums().to_dict())  # n, sx, sy, sxx, syy, sxy
 
 CELLS = "cells"
 IDENTITY = ("experiment", "cell", "scenario", "label", "mechanism", "seed")
-CELL_COLUMNS = ("requests", "regret_requests", "misreport")
+CELL_COLUMNS = ("requests", "regret_requests", "misreport", "regret_bidders")
 TRAILING = ("seconds", "train_seconds", "device", "version", "git_commit")
 
 
@@ -61,7 +61,8 @@ def tables(records: list[dict], sweep_keys: list[str]) -> dict[str, pd.DataFrame
     results, curves, regret, closed_forms, ratios = [], [], [], [], []
     for record in records:
         identity = _identity(record, sweep_keys)
-        cell = {key: record[key] for key in CELL_COLUMNS}
+        cell = {key: record[key] for key in CELL_COLUMNS if key != "regret_bidders"}
+        cell["regret_bidders"] = (record.get("regret") or {}).get("bidders")
         trailing = {key: record[key] for key in TRAILING}
         intervals = (record.get("regret") or {}).get("intervals") or {}
         for metric, (value, se) in record["metrics"].items():

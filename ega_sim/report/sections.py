@@ -24,6 +24,7 @@ FEED_COLUMNS = (
     "gmv_per_request",
     "ad_load",
     "psi",
+    "psi_per_ad",
     "psi_model",
     "ir_violation_rate",
 )
@@ -62,6 +63,19 @@ def table_metrics(folder: ResultsFolder, scenario: str) -> list[str]:
     return [m for m in wanted if m in held]
 
 
+def _sizes(cells, experiment: dict) -> str:
+    """What each mechanism's figures rest on: requests, regret requests and whose regret."""
+    if not {"label", "requests", "regret_requests"} <= set(cells.columns):
+        return f"{experiment.get('requests', 'n/a')}, {experiment.get('regret_requests', 'n/a')}"
+    parts = []
+    for label, part in cells.groupby("label", sort=False):
+        first = part.iloc[0]
+        bidders = first.get("regret_bidders")
+        whose = f" ({bidders} bidders)" if isinstance(bidders, str) and bidders else ""
+        parts.append(f"{label}: {int(first['requests'])}, {int(first['regret_requests'])}{whose}")
+    return "; ".join(parts)
+
+
 def provenance_section(folder: ResultsFolder) -> list[Block]:
     """What ran, where and at which version: a settings table."""
     e, results = folder.experiment, folder.results
@@ -71,8 +85,7 @@ def provenance_section(folder: ResultsFolder) -> list[Block]:
         ("package version", str(e.get("version", "unknown"))),
         ("git commit", str(e.get("git_commit", "unknown"))),
         ("seeds", ", ".join(str(s) for s in e["seeds"])),
-        ("requests per cell", str(e.get("requests", "n/a"))),
-        ("regret requests per cell", str(e.get("regret_requests", "n/a"))),
+        ("requests and regret requests per cell", _sizes(cells, e)),
         ("misreport search", str(e.get("misreport", "n/a"))),
         ("quick run", "yes (shrunk for a smoke test)" if e.get("quick") else "no"),
         (

@@ -90,11 +90,13 @@ def _line_metrics(folder: ResultsFolder, scenario: str) -> tuple[str, ...]:
 
 def report_lines(out: str | Path) -> list[str]:
     """A short plain-text summary for the terminal: one line per scenario (and sweep point) and
-    label, the first metric with its 95% t-interval, the others as means over seeds."""
+    label, the first metric with its 95% t-interval over seeds, the others as means over seeds,
+    and regret figures pooled over the requests of every seed with their 95% interval."""
     folder = read_results_folder(out)
     e = folder.experiment
     lines = [
         f"{e['name']}: mean over seeds {', '.join(str(s) for s in e['seeds'])} [95% t-interval]"
+        "; psi over all requests [95% interval]"
     ]
     for scenario in folder.scenarios:
         metrics = _line_metrics(folder, scenario)
@@ -105,8 +107,11 @@ def report_lines(out: str | Path) -> list[str]:
                 row = summary_row(at, label, metric)
                 if row is None:
                     continue
+                with_interval = index == 0 or row.get("interval") == "requests"
                 text = (
-                    interval_text(row, metric) if index == 0 else format_value(metric, row["mean"])
+                    interval_text(row, metric)
+                    if with_interval
+                    else format_value(metric, row["mean"])
                 )
                 pieces.append(f"{metric_label(metric)} {text}")
             lines.append("  ".join(pieces))
