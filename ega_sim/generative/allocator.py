@@ -76,7 +76,6 @@ class GenerativeParts:
 
 
 class GenerativeMechanism:
-    rerun_rows = 4_096  # searches per call in the regret search (memory grows with it)
     regret_bidders = "shown"  # the paper measures the regret of the ads in the list
 
     def __init__(
@@ -118,6 +117,16 @@ class GenerativeMechanism:
 
     def __repr__(self) -> str:
         return f"GenerativeMechanism({self.name!r}, beams={self.beams})"
+
+    @property
+    def rerun_rows(self) -> int:
+        """Bid profiles per call in the regret search and the payment network's cache. Memory
+        grows with profiles x candidates (4,096 profiles of feed_small's 32 candidates peak
+        near 1 GiB); a GPU takes eight times more."""
+        device = self.parts.tables.poi_codes.device
+        budget = 2**20 if device.type == "cuda" else 2**17  # profiles x candidates per call
+        requests = self.scenario.requests
+        return max(1, budget // (requests.candidate_ads + requests.organic_items))
 
     def list_clicks(
         self,
