@@ -45,6 +45,10 @@ class AuctionRequests:
     def slice(self, start: int, stop: int) -> AuctionRequests:
         return AuctionRequests(self.value_per_click[start:stop], self.quality[start:stop])
 
+    def select(self, index: torch.Tensor) -> AuctionRequests:
+        """Requests `index` [R] (repeats allowed)."""
+        return AuctionRequests(self.value_per_click[index], self.quality[index])
+
     def repeat_each(self, times: int) -> AuctionRequests:
         """Each request repeated `times` times in a row: [B, N] -> [B * times, N]."""
         return AuctionRequests(

@@ -51,6 +51,10 @@ class MarketRequests:
     def slice(self, start: int, stop: int) -> MarketRequests:
         return self._map(lambda t: t[start:stop])
 
+    def select(self, index: torch.Tensor) -> MarketRequests:
+        """Requests `index` [R] (repeats allowed)."""
+        return self._map(lambda t: t[index])
+
     def repeat_each(self, times: int) -> MarketRequests:
         """Each request repeated `times` times in a row."""
         return self._map(lambda t: t.repeat_interleave(times, dim=0))
