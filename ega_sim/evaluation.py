@@ -91,6 +91,9 @@ class EvaluationResult:
     regret_mean_model_interval: tuple[float, float]
     psi_model_interval: tuple[float, float]
     ir_violation_rate: float  # share of shown ads whose price per click exceeds their bid
+    # share of the searched ads whose allocation is not monotone in their own bid (a worse
+    # position or a lower own pCTR at a higher bid), where the regret search sees it: NaN else
+    non_monotone_rate: float
     ctr_poi_model: float  # ctr_poi as the mechanism's own CTR model predicts it
     rpm_model: float  # rpm with the model's clicks instead of the truth's
     seconds: float
@@ -259,6 +262,7 @@ def evaluate_detailed(
         ctr_img=_ratio(float(joined["img_clicks"].sum()), ads),
         feed_ctr_poi=_ratio(float(joined["feed_clicks"].sum()), shown_items),
         gmv_per_request=float(joined["gmv"].mean()),
+        non_monotone_rate=summary.figures.get("non_monotone_rate", math.nan),
         regret_bidders=summary.bidders,
         regret_pairs=summary.pairs,
         regret_mean_se=summary.figures.get("regret_mean_se", math.nan),

@@ -60,29 +60,36 @@ def test_run_searches_equals_running_every_profile_alone(world, feed_small_ega, 
 
 
 def test_shown_ads_regret_equals_rerunning_each_misreport_by_hand(world, feed_small_ega):
-    mechanism = _mechanism("ega/gsp", world, feed_small_ega)
+    # First price: the engine's allocation is the subject, not a price rule. The misreports are
+    # re-run here as requests of their own, all in one batch (a lone request on the CPU runs
+    # other float kernels, which can turn a near-tie between beams the other way).
+    mechanism = _mechanism("ega/first", world, feed_small_ega)
     requests = world.sample_requests(4, make_generator(4, "engine"))
     bids = requests.value_per_click
     outcome = mechanism.run(requests, bids)
     n_bidders = bids.shape[1]
     shown = per_bidder(outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders)
     searched = shown.bool()
-    misreports, utility = misreport_utility(
+    search = misreport_utility(
         MisreportSpec("grid"), mechanism, world, requests, bids, searched=searched
     )
+    misreports, utility = search.misreports, search.utility
     assert bool(torch.isnan(utility[~searched]).all())
+    rows, expected_at = [], []
     for b, i in searched.nonzero().tolist():
-        one = requests.slice(b, b + 1)
         for c, misreport in enumerate(misreports[b, i].tolist()):
-            deviated = bids[b : b + 1].clone()
-            deviated[0, i] = misreport
-            alone = mechanism.run(one, deviated)
-            clicks = world.expected_clicks(one, alone.allocation)[0]
-            own = alone.slot_bidder[0] == i
-            expected = float(
-                ((bids[b, i] - alone.price_per_click[0]) * clicks)[own].sum()
-            )  # 0 when the misreport drops the ad from the list
-            assert utility[b, i, c].item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+            deviated = bids[b].clone()
+            deviated[i] = misreport
+            rows.append((b, i, deviated))
+            expected_at.append((b, i, c))
+    index = torch.tensor([b for b, _, _ in rows])
+    by_hand = requests.select(index)
+    alone = mechanism.run(by_hand, torch.stack([d for _, _, d in rows]))
+    clicks = world.expected_clicks(by_hand, alone.allocation)
+    for row, (b, i, c) in enumerate(expected_at):
+        own = alone.slot_bidder[row] == i
+        expected = float(((bids[b, i] - alone.price_per_click[row]) * clicks[row])[own].sum())
+        assert utility[b, i, c].item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_evaluate_searches_the_shown_ads_of_generated_lists(world, feed_small_ega):
@@ -102,3 +109,89 @@ def test_evaluate_searches_the_shown_ads_of_generated_lists(world, feed_small_eg
         low, high = result.psi_interval
         assert 0 <= low <= result.psi <= high
         assert math.isfinite(result.psi_model) and result.psi_model >= 0
+
+
+def _response_priced(world, checkpoint, payment):
+    return ega_sim.make_mechanism(f"ega/{payment}", world, checkpoint=checkpoint)
+
+
+def test_bidding_the_gsp_price_keeps_the_position_and_less_loses_it(world, feed_small_ega):
+    from ega_sim.mechanisms.bid_response import own_bid_response
+
+    mechanism = _response_priced(world, feed_small_ega, "gsp")
+    requests = world.sample_requests(16, make_generator(5, "engine"))
+    bids = requests.value_per_click
+    outcome = mechanism.run(requests, bids)
+    request, slot = outcome.allocation.shown.nonzero(as_tuple=True)
+    bidder = outcome.slot_bidder[request, slot]
+    price = outcome.price_per_click[request, slot]
+    bid = bids[request, bidder]
+    response = own_bid_response(mechanism, requests, bids, request, bidder, bid, bid[:, None])
+    # Re-run every ad just above its price and a little below, as requests of their own in one
+    # batch. Not at the price itself: it is the edge of the position, where another batch's
+    # float rounding may fall on either side.
+    at_price = bids[request].clone()
+    above = torch.minimum(price + response.resolution, bid)
+    at_price[torch.arange(len(request)), bidder] = above
+    kept = mechanism.allocate(requests.select(request), at_price).slot_bidder  # [R, K]
+    position = (kept == bidder.unsqueeze(1)).to(torch.int8)
+    assert bool((position.any(1) & (position.argmax(1) <= slot)).all())  # same or better
+    below = price - 2 * response.resolution
+    check = (price > 0) & (below > 0) & response.monotone()
+    assert bool(check.any())
+    at_less = at_price.clone()
+    at_less[torch.arange(len(request)), bidder] = below.clamp(min=0)
+    lost = mechanism.allocate(requests.select(request), at_less).slot_bidder
+    where = lost == bidder.unsqueeze(1)
+    moved_down = ~where.any(1) | (where.to(torch.int8).argmax(1) > slot)
+    assert bool(moved_down[check].all())  # shading below the price moves the ad down
+
+
+def test_the_threshold_price_leaves_no_profitable_misreport_under_the_model(world, feed_small_ega):
+    mechanism = _response_priced(world, feed_small_ega, "threshold")
+    requests = world.sample_requests(16, make_generator(6, "engine"))
+    bids = requests.value_per_click
+    outcome = mechanism.run(requests, bids)
+    n_bidders = bids.shape[1]
+    shown = per_bidder(outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders)
+    search = misreport_utility(
+        MisreportSpec("grid"), mechanism, world, requests, bids, searched=shown.bool(),
+        with_model=True,
+    )  # fmt: skip
+    margin = torch.where(
+        outcome.allocation.shown,
+        bids.gather(1, outcome.slot_bidder.clamp(min=0)) - outcome.price_per_click,
+        0.0,
+    )
+    truthful = per_bidder(
+        margin * outcome.allocation.slot_ctr_model, outcome.slot_bidder, n_bidders
+    )
+    regret = (search.utility_model.amax(2) - truthful).clamp(min=0)  # [B, N], NaN: not searched
+    monotone = search.monotone == 1.0
+    assert bool(monotone.any())
+    # Myerson's price of a monotone allocation: no grid misreport pays under the allocator's
+    # own clicks, up to the response's resolution (1.2e-4 of the largest misreport, 2 x value).
+    tolerance = 2.5e-4 * bids.amax()
+    assert float(regret[monotone].max()) <= float(tolerance)
+
+
+def test_one_response_per_ad_equals_rerunning_every_misreport(world, feed_small_ega):
+    mechanism = _response_priced(world, feed_small_ega, "gsp")
+    requests = world.sample_requests(6, make_generator(7, "engine"))
+    bids = requests.value_per_click
+    outcome = mechanism.run(requests, bids)
+    n_bidders = bids.shape[1]
+    searched = per_bidder(
+        outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders
+    ).bool()
+    spec = MisreportSpec("grid")
+    fast = misreport_utility(spec, mechanism, world, requests, bids, searched=searched)
+    slow = misreport_utility(spec, mechanism, world, requests, bids, searched=searched, rerun=True)
+    assert torch.equal(torch.isnan(fast.utility), torch.isnan(slow.utility))
+    known = ~torch.isnan(slow.utility)
+    # Prices come from responses on [0, 2 x value] against [0, misreport]: equal within the
+    # responses' resolution (x the ad's clicks, below 1).
+    resolution = 2.0 * bids.amax() / (8 * 2**10)
+    assert torch.allclose(
+        fast.utility[known], slow.utility[known], rtol=0, atol=float(2 * resolution)
+    )

@@ -291,6 +291,7 @@ EVALUATE_METRICS = (
     ("regret_mean_model", "regret_mean_model", None),
     ("psi_model", "psi_model", None),
     ("ir_violation_rate", "ir_violation_rate", None),
+    ("non_monotone_rate", "non_monotone_rate", None),
     ("ctr_poi_model", "ctr_poi_model", None),
     ("rpm_model", "rpm_model", None),
 )

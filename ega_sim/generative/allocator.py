@@ -6,18 +6,22 @@ they do not); the frozen reward model scores each list (each distinct list once)
 by
     sum over ads of bid x pCTR  +  ctr_weight x sum over all items of pCTR   (ega)
     sum over all items of pCTR                                              (gr)
-is shown. Payment rules on a generated list, per click, never above the bid:
-- gsp: rank the list's ads by eCPM = bid x pCTR (the RM's, at their positions); each pays the
-  next one's eCPM / its own pCTR; the last pays the best eCPM among the request's other ads,
-  each scored by the RM in the last ad's place (with its first creative);
+is shown. Payment rules on a generated list, per click, never above the bid, each from how the
+ad's own allocation responds to its bid, the others fixed (mechanisms/bid_response.py: the
+allocator re-run on a grid of bids and bisected where the ad's outcome changes):
+- gsp: the lowest bid at which the allocator still gives the ad the same or a better position
+  (GSP's definition for any allocator; an ad that shades below it moves down);
+- threshold: Myerson's lemma, (b ctr(b) - integral_0^b ctr(z) dz) / ctr(b), ctr the reward
+  model's pCTR of the ad at the position the generator gives it at bid z: the incentive-
+  compatible price of a monotone allocation, and the reference for the others;
 - first: the bid;
 - paynet: the learned payment network (ega_sim/payment/generated_rule.py).
-VCG and threshold prices are not defined for a generated list.
 
 run_searches() runs a request under several bid profiles at once (its misreports, in the regret
 search) and gives, row for row, what run() gives each profile alone: the searches share the
-encoder, the partial lists they have in common (beam_search.py), the reward model's scores of
-equal lists and the GSP trial lists of equal (list, slot) pairs.
+encoder, the partial lists they have in common (beam_search.py) and the reward model's scores
+of equal lists. For gsp and threshold, the regret search takes unilateral_utility(): one
+own-bid response per (request, ad) serves all its misreports.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from dataclasses import dataclass
 import torch
 
 from ega_sim.generative.beam_search import (
-    GeneratedLists,
     beam_search,
     candidate_bids,
     candidate_set,
@@ -37,13 +40,15 @@ from ega_sim.generative.items import ItemTables, ItemTokenizers
 from ega_sim.generative.reward_model import PermutationAwareRM, list_inputs
 from ega_sim.generative.token_bidding import BiddingConfig
 from ega_sim.mechanisms.base import Outcome
+from ega_sim.mechanisms.bid_response import own_bid_response
 from ega_sim.mechanisms.feed_cascade import FeedAllocation
 from ega_sim.mechanisms.mechanism import check_bid_values, check_bids
 from ega_sim.payment.generated_rule import generated_price
 from ega_sim.world.feed_market import ObservedMarket
 from ega_sim.world.requests import MarketRequests
 
-GENERATIVE_PAYMENTS = ("gsp", "first", "paynet")
+GENERATIVE_PAYMENTS = ("gsp", "threshold", "first", "paynet")
+RESPONSE_TRACK = {"gsp": "position", "threshold": "ctr"}  # prices found from the own-bid response
 DEFAULT_BIDDING = BiddingConfig()
 
 
@@ -97,8 +102,8 @@ class GenerativeMechanism:
         if payment not in GENERATIVE_PAYMENTS:
             raise ValueError(
                 f"{allocator_name}/{payment}: a generated list is priced with "
-                f"{' or '.join(GENERATIVE_PAYMENTS)} (VCG and threshold prices are "
-                "not defined for it)"
+                f"{', '.join(GENERATIVE_PAYMENTS)} (the Clarke pivot would need the reward "
+                "model's welfare of the list without each ad: not defined here)"
             )
         if (payment == "paynet") != (payment_network is not None):
             raise ValueError(
@@ -114,6 +119,7 @@ class GenerativeMechanism:
         self.bidding = bidding
         self.ctr_weight = ctr_weight
         self.individually_rational = True
+        self.prices_by_response = payment in RESPONSE_TRACK  # regret: unilateral_utility
 
     def __repr__(self) -> str:
         return f"GenerativeMechanism({self.name!r}, beams={self.beams})"
@@ -244,11 +250,12 @@ class GenerativeMechanism:
             raise ValueError(f"bids: expected [B, M, N] with B, N = {expected}, got {bids.shape}")
         check_bid_values(bids)
         batch, searches, n_ads = bids.shape
-        allocation, lists, chosen = self._generate(requests, bids)
+        allocation = self._generate(requests, bids)[0]
         search_bids = bids.reshape(batch * searches, n_ads)
         shown, items = allocation.shown, allocation.slot_item
-        if self.payment == "gsp":
-            price = self._gsp(requests, search_bids, allocation, lists, chosen)
+        if self.payment in RESPONSE_TRACK:
+            rows = torch.arange(batch, device=bids.device).repeat_interleave(searches)
+            price = self._response_prices(requests.select(rows), search_bids, allocation)
         elif self.payment == "paynet":
             price = generated_price(
                 self.payment_network,
@@ -262,50 +269,62 @@ class GenerativeMechanism:
             price = search_bids.gather(1, items.clamp(max=n_ads - 1))
         return Outcome(allocation, torch.where(shown, price, 0.0))
 
-    def _gsp(self, requests, bids, allocation, lists: GeneratedLists, chosen) -> torch.Tensor:
-        """Per-click GSP prices [R, K] of the shown lists' ads (see the module docstring);
-        entries of organic slots are meaningless and masked by the caller."""
-        items, ctr, shown = allocation.slot_item, allocation.slot_ctr_model, allocation.shown
-        n_ads, n_slots = bids.shape[1], items.shape[1]
-        bid = bids.gather(1, items.clamp(max=n_ads - 1))  # [R, K]
-        ecpm = torch.where(shown, bid * ctr, -torch.inf)
-        order = torch.argsort(ecpm, dim=1, descending=True, stable=True)  # shown ads first
-        sorted_ecpm = ecpm.gather(1, order)
-        next_ecpm = torch.cat(
-            [sorted_ecpm[:, 1:], torch.full_like(sorted_ecpm[:, :1], -torch.inf)], 1
+    def _response_prices(self, requests, bids, allocation) -> torch.Tensor:
+        """gsp or threshold prices [R, K] of the shown ads of rows bids [R, N] (requests [R]),
+        each from its own-bid response on [0, its bid]."""
+        row, slot = allocation.shown.nonzero(as_tuple=True)
+        bidder = allocation.slot_bidder[row, slot]
+        bid = bids[row, bidder]
+        response = own_bid_response(
+            self,
+            requests,
+            bids,
+            row,
+            bidder,
+            bid,
+            bid.unsqueeze(1),
+            track=RESPONSE_TRACK[self.payment],
         )
-        last_rank = (shown.sum(1) - 1).clamp(min=0)  # [R]
-        last_slot = order.gather(1, last_rank.unsqueeze(1)).squeeze(1)
-        outside = self._best_outside_ecpm(requests, bids, items, lists, chosen, last_slot)  # [R]
-        rank = torch.arange(n_slots, device=items.device)
-        next_ecpm = torch.where(rank == last_rank.unsqueeze(1), outside.unsqueeze(1), next_ecpm)
-        price_sorted = next_ecpm.clamp(min=0) / ctr.gather(1, order).clamp(min=1e-12)
-        price = torch.zeros_like(price_sorted).scatter(1, order, price_sorted)
-        return torch.minimum(price, bid)
+        price = response.gsp_price if self.payment == "gsp" else response.threshold_price
+        prices = torch.zeros(allocation.slot_bidder.shape, dtype=bids.dtype, device=bids.device)
+        prices[row, slot] = price(bid.unsqueeze(1))[:, 0]
+        return prices
 
-    def _best_outside_ecpm(self, requests, bids, items, lists, chosen, slot) -> torch.Tensor:
-        """Max over the ads not in the list of bid x RM pCTR in the list's `slot` [R] (0 if
-        none), each ad scored in that place with its first creative; every distinct (list,
-        slot) pair is scored once."""
-        n_ads, n_slots = bids.shape[1], items.shape[1]
-        unique, inverse = torch.unique(chosen * n_slots + slot, return_inverse=True)
-        entry, at = unique // n_slots, unique % n_slots  # [U]
-        ads = torch.arange(n_ads, device=items.device)
-        trial = lists.entry_items[entry].unsqueeze(1).repeat(1, n_ads, 1)  # [U, N, K]
-        outside = ~(trial == ads.view(1, -1, 1)).any(-1)  # [U, N] ads not in the list
-        trial_creative = lists.entry_creative[entry].unsqueeze(1).repeat(1, n_ads, 1)
-        place = at.view(-1, 1, 1).expand(-1, n_ads, 1)
-        trial.scatter_(2, place, ads.view(1, -1, 1).expand(len(unique), -1, 1))
-        trial_creative.scatter_(2, place, torch.zeros_like(place))
-        request = lists.entry_request[entry].unsqueeze(1).expand(-1, n_ads)
-        at_slot = torch.zeros((len(unique), n_ads), dtype=torch.float64, device=items.device)
-        p_poi = self.list_clicks(
-            requests, request[outside], trial[outside], trial_creative[outside]
-        )  # [outside ads, K]: only the ads left out are scored
-        at_slot[outside] = p_poi.gather(1, at.unsqueeze(1).expand(-1, n_ads)[outside].unsqueeze(1))[
-            :, 0
-        ]
-        at_slot = at_slot[inverse]  # [R, N]
-        in_list = ~outside[inverse]
-        ecpm = torch.where(in_list, 0.0, bids * at_slot)
-        return ecpm.amax(dim=1).clamp(min=0)
+    @torch.no_grad()
+    def unilateral_utility(self, world, requests, bids, misreports, searched):
+        """Utility [B, N, C] of each searched bidder [B, N] bidding misreports[b, i, c] alone,
+        under the world's clicks and under the reward model's, and whether its allocation was
+        monotone in its bid [B, N] (NaN-free only where searched): from one own-bid response
+        per (request, bidder) on [0, its largest misreport], probing the misreports themselves
+        (their lists are those of re-running the mechanism on them) - gsp and threshold only.
+        Prices equal re-running the mechanism within the response's resolution."""
+        request, bidder = searched.nonzero(as_tuple=True)
+        candidates = misreports[request, bidder]  # [R, C]
+        n_candidates = candidates.shape[1]
+        top = torch.maximum(candidates.amax(1), bids[request, bidder])
+        response, lists = own_bid_response(
+            self,
+            requests,
+            bids,
+            request,
+            bidder,
+            top,
+            candidates,
+            track=RESPONSE_TRACK[self.payment],
+            keep_extra=True,
+        )
+        price_of = response.gsp_price if self.payment == "gsp" else response.threshold_price
+        price = price_of(candidates)  # [R, C]
+        rows = request.repeat_interleave(n_candidates)
+        own = lists.slot_bidder == bidder.repeat_interleave(n_candidates).unsqueeze(1)  # [R*C, K]
+        clicks = world.expected_clicks(requests.select(rows), lists)
+        margin = (requests.value_per_click[request, bidder].unsqueeze(1) - price).reshape(-1)
+        utility = torch.where(own, clicks, 0.0).sum(1) * margin
+        utility_model = torch.where(own, lists.slot_ctr_model, 0.0).sum(1) * margin
+        truth = torch.full_like(misreports, torch.nan)
+        model = torch.full_like(misreports, torch.nan)
+        truth[request, bidder] = utility.view(-1, n_candidates).to(truth.dtype)
+        model[request, bidder] = utility_model.view(-1, n_candidates).to(model.dtype)
+        monotone = torch.full(bids.shape, torch.nan, dtype=bids.dtype, device=bids.device)
+        monotone[request, bidder] = response.monotone().to(bids.dtype)
+        return truth, model, monotone

@@ -162,7 +162,7 @@ def own_bid_response(
         changes &= torch.isfinite(bid[:, 1:]) & ((bid[:, 1:] - bid[:, :-1]) > resolution)
         if not bool(changes.any()):
             break
-        brackets = (bid, position, ctr, changes)
+        brackets = (top, bid, position, ctr, changes)
         low, high = _bisect(mechanism, requests, bids, request, bidder, *brackets, track)
         bid = torch.cat(
             [
@@ -192,14 +192,20 @@ def _sorted(bid, position, ctr):
     return bid.gather(1, order), position.gather(1, order), ctr.gather(1, order)
 
 
-def _bisect(mechanism, requests, bids, request, bidder, bid, position, ctr, changes, track):
-    """Halve every bracket [bid_j, bid_j+1] where `changes` [R, P-1] BISECTIONS times, keeping
-    the left outcome at the low end: ((low, position, ctr), (high, position, ctr)) [R, P-1]."""
+def _bisect(mechanism, requests, bids, request, bidder, top, bid, position, ctr, changes, track):
+    """Halve every bracket [bid_j, bid_j+1] where `changes` [R, P-1] until it is within the
+    resolution (BISECTIONS times from a grid interval), keeping the left outcome at the low end:
+    ((low, position, ctr), (high, position, ctr)) [R, P-1]."""
     low, high = bid[:, :-1].clone(), bid[:, 1:].clone()
     low_position, low_ctr = position[:, :-1].clone(), ctr[:, :-1].clone()
     high_position, high_ctr = position[:, 1:].clone(), ctr[:, 1:].clone()
     pair, interval = changes.nonzero(as_tuple=True)
+    resolution = top / ((GRID_POINTS - 1) * 2**BISECTIONS)
     for _ in range(BISECTIONS):
+        wide = (high[pair, interval] - low[pair, interval]) > resolution[pair]
+        pair, interval = pair[wide], interval[wide]  # a bracket within the resolution is done
+        if not len(pair):
+            break
         middle = (low[pair, interval] + high[pair, interval]) / 2
         mid_position, mid_ctr, _ = _outcome(
             mechanism, requests, bids, request[pair], bidder[pair], middle.unsqueeze(1)

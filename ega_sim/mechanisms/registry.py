@@ -26,7 +26,7 @@ from ega_sim.world.build import World, as_world
 
 FEED_ALLOCATORS = ("cascade", "oracle_cascade")
 GENERATIVE_ALLOCATORS = ("ega", "gr")
-GENERATIVE_PAYMENTS = ("gsp", "first")
+GENERATIVE_PAYMENTS = ("gsp", "threshold", "first")
 LEARNED_PAYMENT = "paynet"
 
 

@@ -114,6 +114,16 @@ def candidate_misreports(
     raise ValueError(f"misreport method {spec.method!r} proposes no candidates")
 
 
+@dataclass(frozen=True)
+class MisreportSearch:
+    """What a misreport search found, per bidder and candidate [B, N, C] (NaN: not searched)."""
+
+    misreports: torch.Tensor  # [B, N, C] the candidate bids
+    utility: torch.Tensor  # [B, N, C] under the world's click model
+    utility_model: torch.Tensor | None = None  # [B, N, C] under the mechanism's own CTRs
+    monotone: torch.Tensor | None = None  # [B, N] 1.0 / 0.0 where the search saw it, else NaN
+
+
 def misreport_utility(
     spec: MisreportSpec,
     mechanism,
@@ -125,14 +135,15 @@ def misreport_utility(
     context=None,
     searched: torch.Tensor | None = None,
     with_model: bool = False,
-):
-    """Candidate misreports [B, N, C] and the utility [B, N, C] each gives its bidder (NaN for
-    bidders not `searched` [B, N], default all); with `with_model` also the utility under the
-    mechanism's own CTRs: (misreports, utility, utility_model).
+) -> MisreportSearch:
+    """The candidate misreports [B, N, C] and the utility each gives its bidder (NaN for bidders
+    not `searched` [B, N], default all); with `with_model` also under the mechanism's own CTRs.
 
     A rank mechanism in a separable world (a position auction) answers from each bidder's
-    thresholds in one batched pass (`RankMechanism.unilateral`); otherwise, or with
-    `rerun=True`, the whole mechanism is re-run on every misreport (metrics/rerun.py).
+    thresholds in one batched pass (`RankMechanism.unilateral`); a mechanism that prices from
+    each bidder's own-bid response (`unilateral_utility`: generated lists priced by gsp or
+    threshold) from one response per bidder; otherwise, or with `rerun=True`, the whole
+    mechanism is re-run on every misreport (metrics/rerun.py).
     """
     fast = (
         not rerun
@@ -150,12 +161,18 @@ def misreport_utility(
         if searched is not None:
             utility = torch.where(searched.unsqueeze(2), utility, torch.nan)
         # A position auction's mechanism knows the true click model: its own view is the truth.
-        return (misreports, utility, utility) if with_model else (misreports, utility)
+        return MisreportSearch(misreports, utility, utility if with_model else None)
     thresholds = None
     if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
         extra = {} if context is None else {"context": context}
         thresholds = mechanism.bid_thresholds(requests, bids, **extra)
     misreports = candidate_misreports(spec, requests, thresholds, interval_points=points)
+    if not rerun and getattr(mechanism, "prices_by_response", False):
+        everyone = torch.ones_like(bids, dtype=torch.bool) if searched is None else searched
+        truth, model, monotone = mechanism.unilateral_utility(
+            world, requests, bids, misreports, everyone
+        )
+        return MisreportSearch(misreports, truth, model if with_model else None, monotone)
     utilities = rerun_utility(
         mechanism,
         world,
@@ -166,7 +183,9 @@ def misreport_utility(
         context=context,
         with_model=with_model,
     )
-    return (misreports, *utilities) if with_model else (misreports, utilities)
+    if with_model:
+        return MisreportSearch(misreports, *utilities)
+    return MisreportSearch(misreports, utilities)
 
 
 def ex_post_regret(
@@ -181,7 +200,5 @@ def ex_post_regret(
     context=None,
 ) -> torch.Tensor:
     """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`."""
-    _, deviation = misreport_utility(
-        spec, mechanism, world, requests, bids, rerun=rerun, context=context
-    )
-    return (deviation.amax(dim=2) - utility).clamp(min=0.0)
+    search = misreport_utility(spec, mechanism, world, requests, bids, rerun=rerun, context=context)
+    return (search.utility.amax(dim=2) - utility).clamp(min=0.0)

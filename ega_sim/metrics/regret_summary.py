@@ -50,9 +50,10 @@ def regret_series(
     and the regret sample; sums over pairs ([B]) feed every other figure."""
     searched = searched_bidders(spec, mechanism, outcome, bids.shape[1])
     extra = {} if context is None else {"context": context}
-    _, deviation, deviation_model = misreport_utility(
+    search = misreport_utility(
         spec, mechanism, world, requests, bids, searched=searched, with_model=True, **extra
     )
+    deviation, deviation_model = search.utility, search.utility_model
     regret = (deviation.amax(dim=2) - utility).clamp(min=0.0)  # [B, N], NaN: not searched
     if market and hasattr(mechanism, "ad_auction"):  # the cascade: its separable ad auction
         regret_model, utility_model = model_regret(spec, mechanism, requests, bids, context)
@@ -76,6 +77,10 @@ def regret_series(
         "regret_model_sum": regret_model.nansum(1),
         "utility_model_sum": torch.where(searched, utility_model, 0.0).sum(1),
     }
+    if search.monotone is not None:  # the own-bid responses the search saw
+        seen = ~torch.isnan(search.monotone)
+        series["responses"] = seen.to(regret.dtype).sum(1)
+        series["non_monotone"] = torch.where(seen, 1.0 - search.monotone, 0.0).sum(1)
     if spec.multipliers:  # fixed multipliers: utility against multiplier is a curve
         series["curve_sum"] = torch.where(searched.unsqueeze(2), deviation, 0.0).sum(1)  # [B, C]
     return series
@@ -146,6 +151,8 @@ def summarize_regret(
     if not positive.numel():
         figures["psi_per_ad"] = math.nan  # no ad earns anything (first price)
     figures["regret_mean_se"] = sums["regret_mean"].standard_error()
+    if "responses" in joined:  # share of the searched ads whose allocation is not monotone
+        figures["non_monotone_rate"] = ratio_sums(joined["non_monotone"], joined["responses"]).ratio
     figures["regret_max"] = float(regret[searched].max()) if bool(searched.any()) else math.nan
     curve, curve_se = (), ()
     if "curve_sum" in joined:

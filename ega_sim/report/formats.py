@@ -27,6 +27,7 @@ METRIC_LABELS: dict[str, str] = {
     "regret_mean_model": "mean regret (own model)",
     "psi_model": "psi (own model)",
     "ir_violation_rate": "IR violations",
+    "non_monotone_rate": "non-monotone ads",
     "ctr_poi_model": "CTR-poi (own model)",
     "rpm_model": "RPM (own model)",
     "truthful_utility": "truthful utility",
@@ -38,7 +39,16 @@ METRIC_LABELS: dict[str, str] = {
     "ppo_gain": "PPO gain",
 }
 PERCENT_METRICS = frozenset(
-    {"psi", "psi_model", "psi_per_ad", "ir_violation_rate", "best_gain", "bandit_gain", "ppo_gain"}
+    {
+        "psi",
+        "psi_model",
+        "psi_per_ad",
+        "ir_violation_rate",
+        "non_monotone_rate",
+        "best_gain",
+        "bandit_gain",
+        "ppo_gain",
+    }
 )
 _FORMATS = {
     "rpm": "{:.1f}",

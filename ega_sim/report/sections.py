@@ -26,6 +26,7 @@ FEED_COLUMNS = (
     "psi",
     "psi_per_ad",
     "psi_model",
+    "non_monotone_rate",
     "ir_violation_rate",
 )
 POSITION_COLUMNS = (
