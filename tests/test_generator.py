@@ -79,7 +79,8 @@ def _brute_force_log_z(scores, codes, bids, allowed, config):
                     0.0
                     if config is None
                     else math.log(
-                        max(float(bids[k]) for k in members) ** config.alpha + config.beta
+                        (max(float(bids[k]) for k in members) / config.bid_unit) ** config.alpha
+                        + config.beta
                     )
                 )
                 return float(scores[members[0], level]) + weight
@@ -90,7 +91,10 @@ def _brute_force_log_z(scores, codes, bids, allowed, config):
     return out
 
 
-@pytest.mark.parametrize("config", [None, BiddingConfig(), BiddingConfig(alpha=0.5, beta=0.1)])
+@pytest.mark.parametrize(
+    "config",
+    [None, BiddingConfig(), BiddingConfig(alpha=0.5, beta=0.1), BiddingConfig(bid_unit=0.01)],
+)
 def test_token_level_bidding_is_the_hierarchical_softmax(config):
     generator = torch.Generator().manual_seed(1)
     n, levels = 14, 3

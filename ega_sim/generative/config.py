@@ -45,7 +45,7 @@ class EGAConfig:
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     single_stage: bool = False  # ablation "single-stage training": no alignment stage
-    bidding: BiddingConfig = field(default_factory=BiddingConfig)  # alpha, beta, code_bid
+    bidding: BiddingConfig = field(default_factory=BiddingConfig)  # alpha, beta, code_bid, unit
     beams: int = 16
     ctr_weight: float = 1.0
 
@@ -109,7 +109,14 @@ def generator_config(config: EGAConfig, tables, scenario) -> GeneratorConfig:
     )
 
 
-INFERENCE_SETTINGS = ("bidding.alpha", "bidding.beta", "bidding.code_bid", "beams", "ctr_weight")
+INFERENCE_SETTINGS = (
+    "bidding.alpha",
+    "bidding.beta",
+    "bidding.code_bid",
+    "bidding.bid_unit",
+    "beams",
+    "ctr_weight",
+)
 
 
 def with_settings(config: EGAConfig, settings: dict) -> EGAConfig:

@@ -2,10 +2,16 @@
 
 At level l of an item's semantic ID, the candidates still allowed and sharing the prefix chosen
 so far compete code by code. A code's bid is the MAX bid of the allowed candidates under it (the
-ablation takes the mean); its weight is w = bid^alpha + beta (organic-only codes: bid 0, so
-w = beta for alpha > 0, hence beta > 0); the code's probability is softmax(logit + log w) over
-the codes present among those candidates. An item's allocation probability z is the product
-over its levels.
+ablation takes the mean); its weight is w = (bid / bid_unit)^alpha + beta (organic-only codes:
+bid 0, so w = beta for alpha > 0, hence beta > 0); the code's probability is
+softmax(logit + log w) over the codes present among those candidates. An item's allocation
+probability z is the product over its levels.
+
+bid_unit is ours: the paper writes bid^alpha in its own currency unit, where bids are large
+against beta = 2 (a Meituan cost per click of about a yuan is 100 in cents). In a market whose
+values are about 1 per click, bid^1.2 + 2 is dominated by beta and bids barely move a list; a
+bid_unit of a hundredth of the mean value per click puts the bid term back on the paper's
+footing (bid / bid_unit of about 100). The default 1 is the paper's formula on our bids.
 
 The candidates' prefix groups are a tree fixed per request (`code_tree`): group l of item i is
 the set of candidates sharing i's first l + 1 codes, named by its lowest-index member. Every
@@ -26,6 +32,7 @@ class BiddingConfig:
     alpha: float = 1.2
     beta: float = 2.0
     code_bid: str = "max"  # "max" (the paper) or "mean" (its ablation)
+    bid_unit: float = 1.0  # bids enter as bid / bid_unit (module docstring)
 
     def __post_init__(self) -> None:
         if not self.alpha >= 0:
@@ -38,6 +45,10 @@ class BiddingConfig:
             )
         if self.code_bid not in ("max", "mean"):
             raise ValueError(f"code_bid: expected 'max' or 'mean', got {self.code_bid!r}")
+        if isinstance(self.bid_unit, bool) or not (
+            isinstance(self.bid_unit, int | float) and 0 < self.bid_unit < float("inf")
+        ):
+            raise ValueError(f"bid_unit: expected a number > 0, got {self.bid_unit!r}")
 
 
 @dataclass(frozen=True)
@@ -68,8 +79,8 @@ def member_weights(bids: torch.Tensor, config: BiddingConfig) -> torch.Tensor:
     """What each candidate's bid [R, I] brings to its code's bid: bid^alpha for the max rule
     (max of bid^alpha = (max bid)^alpha, alpha >= 0), the bid itself for the mean rule."""
     if config.code_bid == "max" and config.alpha > 0:
-        return bids.clamp(min=0) ** config.alpha
-    return bids
+        return (bids / config.bid_unit).clamp(min=0) ** config.alpha
+    return bids / config.bid_unit
 
 
 def code_weights(
