@@ -86,7 +86,12 @@ def test_ega_config_files_are_validated(tmp_path):
 
 
 def test_paynet_cache_agrees_with_rerunning_the_allocator(checkpoint):
-    from ega_sim.payment.generated_rule import generated_feature_count, generated_features
+    from ega_sim.mechanisms.bid_response import own_bid_response
+    from ega_sim.payment.generated_rule import (
+        THRESHOLDS,
+        generated_feature_count,
+        generated_features,
+    )
     from ega_sim.payment.generated_source import GeneratedDeviationSource
     from ega_sim.payment.network import PaymentNetwork
     from ega_sim.seeding import make_generator
@@ -122,6 +127,16 @@ def test_paynet_cache_agrees_with_rerunning_the_allocator(checkpoint):
                 torch.testing.assert_close(
                     source.clicks[b, i, c], allocation.slot_ctr_model[0, slot], rtol=1e-5, atol=0
                 )
+                # The own-bid thresholds come from the ad's response on [0, its bid] here, on
+                # [0, its largest candidate] in the cache: equal within the responses'
+                # resolution (1.2e-4 of the range, divided by the network's value scale).
+                bid = bids[0, i].reshape(1)
+                response = own_bid_response(
+                    allocator, requests.slice(b, b + 1), bids, torch.zeros(1, dtype=torch.long),
+                    torch.tensor([i]), bid, bid[:, None],
+                )  # fmt: skip
+                thresholds = torch.zeros((1, scenario.n_slots, THRESHOLDS), dtype=bids.dtype)
+                thresholds[0, slot] = allocator._thresholds(response, bid[:, None])[0, 0]
                 features = generated_features(
                     allocation.slot_bidder,
                     allocation.slot_ctr_model,
@@ -129,9 +144,20 @@ def test_paynet_cache_agrees_with_rerunning_the_allocator(checkpoint):
                     bids,
                     allocator.max_ads,
                     float(network.value_scale),
+                    thresholds,
                 )[0, slot]
+                scale = float(source.bids[b, i].max()) / float(network.value_scale)
                 torch.testing.assert_close(
-                    source.features[b, i, c], features.float(), rtol=1e-5, atol=1e-6
+                    source.features[b, i, c, :-THRESHOLDS],
+                    features[:-THRESHOLDS].float(),
+                    rtol=1e-5,
+                    atol=1e-6,
+                )
+                torch.testing.assert_close(
+                    source.features[b, i, c, -THRESHOLDS:],
+                    features[-THRESHOLDS:].float(),
+                    rtol=0,
+                    atol=2 * scale / (8 * 2**10) + 1e-6,
                 )
     assert shown_somewhere > 0
 

@@ -23,6 +23,7 @@ from ega_sim.atomic import write_text_atomic
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
 
 KINDS = ("logs", "cascade", "generative", "paynet")
+GENERATED_FEATURES = 2  # version of a generated list's payment features (2: own-bid thresholds)
 DONE = "done.json"
 
 
@@ -71,6 +72,8 @@ class Artifact:
             "allocator": self.allocator,
             "needs": self.needs,
         }
+        if self.kind == "paynet" and self.allocator in ("ega", "gr"):
+            identity["features"] = GENERATED_FEATURES  # what its network reads has changed
         if self.device != "cpu" and self.kind in ("generative", "paynet"):
             identity["device"] = self.device  # a GPU trains other weights; CPU ids unchanged
         label = f"{self.allocator}-paynet" if self.kind == "paynet" else self.kind

@@ -43,12 +43,14 @@ from ega_sim.mechanisms.base import Outcome
 from ega_sim.mechanisms.bid_response import own_bid_response
 from ega_sim.mechanisms.feed_cascade import FeedAllocation
 from ega_sim.mechanisms.mechanism import check_bid_values, check_bids
-from ega_sim.payment.generated_rule import generated_price
+from ega_sim.payment.generated_rule import THRESHOLDS, generated_price
 from ega_sim.world.feed_market import ObservedMarket
 from ega_sim.world.requests import MarketRequests
 
 GENERATIVE_PAYMENTS = ("gsp", "threshold", "first", "paynet")
-RESPONSE_TRACK = {"gsp": "position", "threshold": "ctr"}  # prices found from the own-bid response
+# Payments priced from each ad's own-bid response, and the changes each tracks: GSP and the
+# payment network's thresholds need the position only, Myerson's price the pCTR too.
+RESPONSE_TRACK = {"gsp": "position", "threshold": "ctr", "paynet": "position"}
 DEFAULT_BIDDING = BiddingConfig()
 
 
@@ -256,39 +258,46 @@ class GenerativeMechanism:
         if self.payment in RESPONSE_TRACK:
             rows = torch.arange(batch, device=bids.device).repeat_interleave(searches)
             price = self._response_prices(requests.select(rows), search_bids, allocation)
-        elif self.payment == "paynet":
-            price = generated_price(
-                self.payment_network,
-                allocation.slot_bidder,
-                allocation.slot_ctr_model,
-                allocation.slot_log_z,
-                search_bids,
-                self.max_ads,
-            )
         else:
             price = search_bids.gather(1, items.clamp(max=n_ads - 1))
         return Outcome(allocation, torch.where(shown, price, 0.0))
 
     def _response_prices(self, requests, bids, allocation) -> torch.Tensor:
-        """gsp or threshold prices [R, K] of the shown ads of rows bids [R, N] (requests [R]),
-        each from its own-bid response on [0, its bid]."""
+        """gsp, threshold or paynet prices [R, K] of the shown ads of rows bids [R, N]
+        (requests [R]), each from its own-bid response on [0, its bid]."""
         row, slot = allocation.shown.nonzero(as_tuple=True)
         bidder = allocation.slot_bidder[row, slot]
         bid = bids[row, bidder]
+        track = RESPONSE_TRACK[self.payment]
         response = own_bid_response(
-            self,
-            requests,
-            bids,
-            row,
-            bidder,
-            bid,
-            bid.unsqueeze(1),
-            track=RESPONSE_TRACK[self.payment],
+            self, requests, bids, row, bidder, bid, bid.unsqueeze(1), track=track
         )
-        price = response.gsp_price if self.payment == "gsp" else response.threshold_price
         prices = torch.zeros(allocation.slot_bidder.shape, dtype=bids.dtype, device=bids.device)
+        if self.payment == "paynet":
+            thresholds = prices.new_zeros((*prices.shape, THRESHOLDS))
+            thresholds[row, slot] = self._thresholds(response, bid.unsqueeze(1))[:, 0]
+            return self._network_prices(allocation, bids, thresholds)
+        price = response.gsp_price if self.payment == "gsp" else response.threshold_price
         prices[row, slot] = price(bid.unsqueeze(1))[:, 0]
         return prices
+
+    def _thresholds(self, response, bid: torch.Tensor) -> torch.Tensor:
+        """[R, C, 2]: the lowest bids keeping the position at `bid` [R, C] and keeping the list."""
+        in_list = torch.full_like(bid, self.scenario.n_slots - 1, dtype=torch.long)
+        return torch.stack(
+            [response.gsp_price(bid), response.lowest_bid_keeping(bid, in_list)], dim=2
+        )
+
+    def _network_prices(self, allocation, bids, thresholds) -> torch.Tensor:
+        return generated_price(
+            self.payment_network,
+            allocation.slot_bidder,
+            allocation.slot_ctr_model,
+            allocation.slot_log_z,
+            bids,
+            self.max_ads,
+            thresholds,
+        )
 
     @torch.no_grad()
     def unilateral_utility(self, world, requests, bids, misreports, searched):
@@ -296,7 +305,7 @@ class GenerativeMechanism:
         under the world's clicks and under the reward model's, and whether its allocation was
         monotone in its bid [B, N] (NaN-free only where searched): from one own-bid response
         per (request, bidder) on [0, its largest misreport], probing the misreports themselves
-        (their lists are those of re-running the mechanism on them) - gsp and threshold only.
+        (their lists are those of re-running the mechanism on them) - gsp, threshold, paynet.
         Prices equal re-running the mechanism within the response's resolution."""
         request, bidder = searched.nonzero(as_tuple=True)
         candidates = misreports[request, bidder]  # [R, C]
@@ -313,10 +322,20 @@ class GenerativeMechanism:
             track=RESPONSE_TRACK[self.payment],
             keep_extra=True,
         )
-        price_of = response.gsp_price if self.payment == "gsp" else response.threshold_price
-        price = price_of(candidates)  # [R, C]
         rows = request.repeat_interleave(n_candidates)
         own = lists.slot_bidder == bidder.repeat_interleave(n_candidates).unsqueeze(1)  # [R*C, K]
+        if self.payment == "paynet":  # the network's price at the ad's own slot of each list
+            profiles = bids[rows].scatter(
+                1, bidder.repeat_interleave(n_candidates).unsqueeze(1), candidates.reshape(-1, 1)
+            )
+            thresholds = self._thresholds(response, candidates).reshape(-1, 1, THRESHOLDS)
+            every_slot = self._network_prices(
+                lists, profiles, thresholds.expand(-1, own.shape[1], -1)
+            )
+            price = torch.where(own, every_slot, 0.0).sum(1).view(-1, n_candidates)
+        else:
+            price_of = response.gsp_price if self.payment == "gsp" else response.threshold_price
+            price = price_of(candidates)  # [R, C]
         clicks = world.expected_clicks(requests.select(rows), lists)
         margin = (requests.value_per_click[request, bidder].unsqueeze(1) - price).reshape(-1)
         utility = torch.where(own, clicks, 0.0).sum(1) * margin

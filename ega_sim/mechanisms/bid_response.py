@@ -61,7 +61,11 @@ class BidResponse:
     def gsp_price(self, bid: torch.Tensor) -> torch.Tensor:
         """Per click [R, C]: the lowest bid at which the position is still the one at `bid` or
         better (0 when even a bid of 0 keeps it), over the connected stretch below `bid`."""
-        position, _ = self.at(bid)
+        return self.lowest_bid_keeping(bid, self.at(bid)[0])
+
+    def lowest_bid_keeping(self, bid: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """[R, C]: the lowest bid from which up to `bid` the position stays `position` [R, C] or
+        better (0 when even a bid of 0 does; `bid` itself when it does not)."""
         below = self.bid.unsqueeze(1) <= bid.unsqueeze(2)  # [R, C, P]
         worse = below & (self.position.unsqueeze(1) > position.unsqueeze(2))
         # The last probe below `bid` with a worse position; the price is the next probe.

@@ -149,8 +149,20 @@ def _make_generative(allocator_name, payment_name, world, checkpoint, settings, 
 
     name = f"{allocator_name}/{payment_name}"
     _require_checkpoint(name, world.config, checkpoint)
+    from ega_sim.payment.generated_rule import generated_feature_count
+
     parts, config = load_generative(checkpoint, world, allocator_name, name)
     config = with_settings(config, settings or {})
+    expected = generated_feature_count(
+        world.config.n_slots, len(world.config.requests.ad_positions)
+    )
+    if network is not None and network.n_features != expected:
+        raise ValueError(
+            f"checkpoint: the payment network in {checkpoint} reads {network.n_features} "
+            f"features per ad, this ega-sim's {name} gives it {expected} (its own-bid "
+            "thresholds were added): retrain it with `ega-sim train --mechanism "
+            f"{allocator_name}/paynet --from {checkpoint}`"
+        )
     return GenerativeMechanism(
         allocator_name,
         world.config,

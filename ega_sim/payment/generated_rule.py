@@ -8,7 +8,10 @@ Per slot k of a list (value units divided by the network's value scale s), the a
 - the other ads of the list in list order: bid / s, pCTR and eCPM / s each (zeros in its own
   place and where the list has fewer ads);
 - the OUTSIDE_BIDS highest bids / s of the request's candidate ads left out of the list: who it
-  competes with for its place.
+  competes with for its place;
+- how far its own bid can fall, the others fixed: the lowest bid / s that keeps its position
+  and the lowest that keeps it in the list (its own-bid response, mechanisms/bid_response.py),
+  what an incentive-compatible price of a monotone allocation is made of (Myerson's lemma).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from ega_sim.payment.network import PaymentNetwork
 OUTSIDE_BIDS = 4
 
 
+THRESHOLDS = 2  # the lowest bids keeping the position and keeping the list
+
+
 def generated_feature_count(n_slots: int, max_ads: int) -> int:
-    return n_slots + 4 + 3 * max_ads + OUTSIDE_BIDS
+    return n_slots + 4 + 3 * max_ads + OUTSIDE_BIDS + THRESHOLDS
 
 
 def generated_features(
@@ -31,10 +37,12 @@ def generated_features(
     bids: torch.Tensor,
     max_ads: int,
     value_scale: float,
+    thresholds: torch.Tensor,
 ) -> torch.Tensor:
     """Features [B, K, F] of every slot of lists `slot_bidder` [B, K] (-1 organic) with the
-    reward model's pCTR `slot_ctr` [B, K] (0 on organic slots), log z `slot_log_z` [B, K] and
-    the request's bids [B, N]; rows of organic slots are zeros."""
+    reward model's pCTR `slot_ctr` [B, K] (0 on organic slots), log z `slot_log_z` [B, K], the
+    request's bids [B, N] and each ad's own-bid thresholds [B, K, 2] (the lowest bids keeping
+    its position and the list); rows of organic slots are zeros."""
     batch, n_slots = slot_bidder.shape
     n_ads = bids.shape[1]
     shown = slot_bidder >= 0  # [B, K]
@@ -66,6 +74,7 @@ def generated_features(
             own.to(bids.dtype),
             others.reshape(batch, n_slots, -1),
             outside.unsqueeze(1).expand(-1, n_slots, -1),
+            thresholds.to(bids.dtype) / value_scale,
         ],
         dim=2,
     )
@@ -79,10 +88,11 @@ def generated_price(
     slot_log_z: torch.Tensor,
     bids: torch.Tensor,
     max_ads: int,
+    thresholds: torch.Tensor,
 ) -> torch.Tensor:
     """Price per click [B, K] of the list's ads (0 on organic slots), at most their bids."""
     features = generated_features(
-        slot_bidder, slot_ctr, slot_log_z, bids, max_ads, float(network.value_scale)
+        slot_bidder, slot_ctr, slot_log_z, bids, max_ads, float(network.value_scale), thresholds
     )
     shown = slot_bidder >= 0
     bid = torch.where(shown, bids.gather(1, slot_bidder.clamp(min=0)), 0.0)

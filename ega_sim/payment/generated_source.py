@@ -4,10 +4,11 @@ A generated list can only be found by running beam search, far too slow to repea
 misreport at every training step. The allocator is frozen while the payment network trains, so
 each (request, bidder, candidate bid) is run once, up front, and what the network needs is
 kept: where the bid puts the bidder, its clicks under the reward model, and its features
-(payment/generated_rule.py). Candidate bids: the truthful one, the paper's multipliers and
-uniform draws on [0, gamma_max x value]; a request's re-runs go through the allocator together
-(`allocate_searches`, which shares their beam search). Training steps then sample requests from
-the cache.
+(payment/generated_rule.py, its own-bid thresholds included). Candidate bids: the truthful one,
+the paper's multipliers and uniform draws on [0, gamma_max x value]. Each (request, bidder) is
+one own-bid response (mechanisms/bid_response.py) that probes its candidate bids: the lists
+there and the thresholds at each come from the same re-runs, a request's together. Training
+steps then sample requests from the cache.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ega_sim.mechanisms.bid_response import own_bid_response
 from ega_sim.metrics.regret import PAPER_MULTIPLIERS
-from ega_sim.metrics.rerun import deviation_profiles
 from ega_sim.payment.deviations import Deviations, training_misreports
-from ega_sim.payment.generated_rule import generated_features
+from ega_sim.payment.generated_rule import THRESHOLDS, generated_features
 from ega_sim.payment.network import PaymentNetwork
 
 
@@ -48,38 +49,41 @@ class GeneratedDeviationSource:
             generator=generator,
         )  # [R, N, C]
         n_requests, n_bidders, n_candidates = bids.shape
-        per_request = n_bidders * n_candidates
-        step = max(1, mechanism.rerun_rows // per_request)  # re-runs per allocator call
         features, clicks = [], []
         scale = float(network.value_scale)
+        step = max(1, mechanism.rerun_rows // (n_bidders * 4 * n_candidates))
         starts = range(0, n_requests, step)
         for start in tqdm(starts, desc="paynet cache", disable=not progress, unit="chunk"):
             stop = min(n_requests, start + step)
-            every = torch.arange(n_bidders, device=values.device).expand(stop - start, -1)
-            profiles = deviation_profiles(
-                values[start:stop],
-                bids[start:stop],
-                every,
-                torch.ones_like(every, dtype=torch.bool),
-            )  # [b, N * C, N]: request-major, then bidder, then candidate bid
-            allocation = mechanism.allocate_searches(requests.slice(start, stop), profiles)
-            deviated = profiles.reshape(-1, n_bidders)
-            own = every.repeat_interleave(n_candidates, dim=1).reshape(-1)
-            is_own = allocation.slot_bidder == own.unsqueeze(1)  # [rows, K]
+            # Every bidder's own-bid response, its candidate bids probed: the lists there, and
+            # how far each candidate bid could fall keeping the position or the list.
+            request = torch.arange(start, stop, device=values.device).repeat_interleave(n_bidders)
+            bidder = torch.arange(n_bidders, device=values.device).repeat(stop - start)
+            candidates = bids[request, bidder]  # [P, C]
+            response, lists = own_bid_response(
+                mechanism, requests, values, request, bidder, candidates.amax(1), candidates,
+                keep_extra=True,
+            )  # fmt: skip
+            thresholds = mechanism._thresholds(response, candidates).reshape(-1, 1, THRESHOLDS)
+            rows = request.repeat_interleave(n_candidates)
+            own = bidder.repeat_interleave(n_candidates)
+            deviated = values[rows].scatter(1, own.unsqueeze(1), candidates.reshape(-1, 1))
+            is_own = lists.slot_bidder == own.unsqueeze(1)  # [rows, K]
             shown = is_own.any(dim=1)
             slot = is_own.to(torch.int8).argmax(dim=1, keepdim=True)  # [rows, 1]
             every_slot = generated_features(
-                allocation.slot_bidder,
-                allocation.slot_ctr_model,
-                allocation.slot_log_z,
+                lists.slot_bidder,
+                lists.slot_ctr_model,
+                lists.slot_log_z,
                 deviated,
                 mechanism.max_ads,
                 scale,
+                thresholds.expand(-1, is_own.shape[1], -1),
             )  # [rows, K, F]
             own_features = every_slot.gather(
                 1, slot.unsqueeze(2).expand(-1, 1, every_slot.shape[2])
             ).squeeze(1)
-            own_clicks = torch.where(shown, allocation.slot_ctr_model.gather(1, slot).squeeze(1), 0)
+            own_clicks = torch.where(shown, lists.slot_ctr_model.gather(1, slot).squeeze(1), 0)
             shape = (stop - start, n_bidders, n_candidates)
             features.append(own_features.to(torch.float32).reshape(*shape, -1))
             clicks.append(own_clicks.reshape(shape))

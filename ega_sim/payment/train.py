@@ -188,8 +188,12 @@ def train_payment_network(
     network.eval()
     with torch.no_grad():
         final = validation_figures(validate())
+        # A cached source (generated lists) is a fixed training set: its figures beside the
+        # held-out ones show how far the network generalizes.
+        training = validation_figures(source.all()) if hasattr(source, "all") else None
     return {
         "validation": final,
+        "training": training,
         "history": state.history,
         "welfare_scale": state.welfare_scale,
         "lambda": state.multipliers.tolist(),
