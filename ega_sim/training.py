@@ -62,7 +62,7 @@ def _train_generative(
         config = dataclasses.replace(config, pretrain=PretrainConfig(epochs=epochs))
     scenario = world.config
     reports = train_ega(
-        scenario, logs, out, config, seed=seed, progress=progress, device=world.device
+        scenario, logs, out, config, seed=seed, progress=progress, device=world.device, world=world
     )
     lines = [
         f"trained the EGA-V2 pipeline for {scenario.name} on {logs.n_requests} logged "

@@ -143,7 +143,10 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
 
         logs = read_logs(root / artifact.needs[0], scenario)
         config = training_config("ega", artifact.config, source)
-        reports = train_ega(scenario, logs, out, config, seed=artifact.seed, device=artifact.device)
+        world = make_world(scenario, artifact.device)  # for the alignment-versus-truth curve
+        reports = train_ega(
+            scenario, logs, out, config, seed=artifact.seed, device=artifact.device, world=world
+        )
         summary = f"reward model AUC {reports['reward_model']['validation_poi_auc']:.4f}"
     else:
         from ega_sim.payment.fit import train_paynet

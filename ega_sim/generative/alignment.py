@@ -11,6 +11,14 @@ probability at its step, recomputed with gradients by a teacher-forced decoder p
 Trained parameters: the decoder blocks, the final norm and the POI code heads. Frozen: the
 history encoder, the token embeddings and the creative (MTP) head, so alignment moves which
 items are chosen, not how items and users are represented.
+
+How many steps: alignment maximizes the reward model's view of revenue, and learns its errors
+too. With `checkpoints`, the generator is measured at evenly spaced steps and the checkpoint
+kept is the one with the most bid-weighted clicks by the reward model on held-out logged
+requests among those whose likelihood of the held-out logged lists has not drifted more than
+`drift_tolerance` from the pre-trained generator's: a criterion the platform can compute. With
+a world (the simulator), the same checkpoints are also measured against the true user model:
+the alignment-versus-truth curve, a diagnostic that never enters the choice.
 """
 
 from __future__ import annotations
@@ -88,8 +96,13 @@ def align(
     *,
     seed: int = 0,
     progress: bool = False,
+    world=None,
 ) -> dict:
-    """Policy-gradient alignment of mechanism.parts.generator in place; returns a report."""
+    """Policy-gradient alignment of mechanism.parts.generator in place; returns a report. With
+    `config.checkpoints`, the generator is measured at evenly spaced steps and the checkpoint
+    chosen by the platform's criterion (module docstring) is the one kept; with a `world`, the
+    truth is measured beside the reward model at each checkpoint (the curve; never used to
+    choose)."""
     config = AlignmentConfig() if config is None else config
     started = time.perf_counter()
     generator = mechanism.parts.generator
@@ -105,16 +118,39 @@ def align(
     optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
     stream = make_generator(seed, "alignment", "batches")
     n_ads_max = len(mechanism.scenario.requests.ad_positions)
-    history = []
-    for _ in tqdm(range(config.steps), desc="align", unit="step", disable=not progress):
-        rows = torch.randint(logs.n_requests, (config.batch_size,), generator=stream)
-        rows = rows.to(logs.exposures["user"].device)
+    device = logs.exposures["user"].device
+    pool = torch.arange(logs.n_requests, device=device)
+    held_out, curve_requests, at = None, None, set()
+    if config.checkpoints:
+        order = torch.randperm(
+            logs.n_requests, generator=make_generator(seed, "alignment", "held_out")
+        )
+        n_held = max(1, int(logs.n_requests * config.held_out_share))
+        held_out, pool = order[:n_held].to(device), order[n_held:].to(device)
+        at = {round(config.steps * k / config.checkpoints) for k in range(config.checkpoints + 1)}
+        if world is not None:
+            curve_requests = world.sample_requests(
+                config.curve_requests, make_generator(seed, "alignment", "curve")
+            )
+    history, curve, states = [], [], []
+
+    def checkpoint(step: int) -> None:
+        generator.eval()
+        figures = _checkpoint_figures(mechanism, logs, held_out, world, curve_requests)
+        curve.append({"step": step, **figures})
+        states.append({k: v.detach().clone() for k, v in generator.state_dict().items()})
+
+    for step in tqdm(range(config.steps), desc="align", unit="step", disable=not progress):
+        if step in at:
+            checkpoint(step)
+        pick = torch.randint(len(pool), (config.batch_size,), generator=stream)
+        rows = pool[pick.to(device)]
         requests = logged_requests(logs, rows)
         bids = requests.value_per_click
         with torch.no_grad():
             generator.eval()
-            shown = mechanism.run(requests, bids)
-            items, creative = shown.allocation.slot_item, shown.allocation.slot_creative
+            shown = mechanism.allocate(requests, bids)
+            items, creative = shown.slot_item, shown.slot_creative
             chosen_value = list_revenue_proxy(
                 mechanism, requests, bids, items.unsqueeze(1), creative.unsqueeze(1)
             )[:, 0]  # [B]
@@ -132,6 +168,11 @@ def align(
         loss.backward()
         optimizer.step()
         history.append({"loss": loss.item(), "revenue_proxy": float(chosen_value.mean())})
+    chosen = config.steps
+    if held_out is not None:
+        checkpoint(config.steps)
+        chosen = _choose(curve, config.drift_tolerance)
+        generator.load_state_dict(states[[c["step"] for c in curve].index(chosen)])
     generator.eval()
     for parameter in generator.parameters():
         parameter.requires_grad_(True)
@@ -139,11 +180,61 @@ def align(
     tail = history[-max(1, len(history) // 5) :]
     return {
         "steps": len(history),
+        "chosen_step": chosen,
         "first_revenue_proxy": sum(h["revenue_proxy"] for h in head) / len(head),
         "final_revenue_proxy": sum(h["revenue_proxy"] for h in tail) / len(tail),
+        "curve": curve,
         "seconds": time.perf_counter() - started,
         "trained_parameters": sum(p.numel() for p in trained),
     }
+
+
+def _choose(curve: list[dict], drift_tolerance: float) -> int:
+    """The step whose generator earns the most bid-weighted clicks by the reward model on the
+    held-out logged requests, among those whose held-out log-likelihood of the logged lists
+    stays within drift_tolerance of the start: the reward model was fitted on logged lists, and
+    its errors grow as the generator drifts from them (what a platform can check; no truth)."""
+    start = curve[0]["held_out_nll"]
+    near = [c for c in curve if c["held_out_nll"] <= start * (1 + drift_tolerance)]
+    return max(near, key=lambda c: c["bid_rpm_model_logged"])["step"]
+
+
+@torch.no_grad()
+def _checkpoint_figures(mechanism, logs, held_out, world, curve_requests) -> dict:
+    """The platform's figures on held-out logged requests (the generator's negative
+    log-likelihood of their logged lists, the reward model's bid-weighted clicks per 1,000 and
+    CTR-poi of the lists it now generates) and, with a world, the same lists' figures by the
+    reward model and by the truth on the world's requests."""
+    x, tables = logs.exposures, mechanism.parts.tables
+    batch = tables.list_batch(
+        x["user"][held_out], x["poi"][held_out], x["advertiser"][held_out], x["creative"][held_out]
+    )
+    _, losses = mechanism.parts.generator.loss(batch)
+    figures = {"held_out_nll": losses["poi_loss"] + losses["creative_loss"]}
+    requests = logged_requests(logs, held_out)
+    figures |= _list_figures(mechanism, requests, None, "logged")
+    if world is not None:
+        figures |= _list_figures(mechanism, curve_requests, world, "world")
+    return figures
+
+
+def _list_figures(mechanism, requests, world, where: str) -> dict:
+    """bid-weighted clicks per 1,000 requests (what alignment maximizes; revenue at first price)
+    and CTR-poi of the generated lists, by the reward model and, with a world, by the truth."""
+    bids = requests.value_per_click
+    allocation = mechanism.allocate(requests, bids)
+    shown = allocation.shown
+    bid = bids.gather(1, allocation.slot_bidder.clamp(min=0))
+    ads = max(int(shown.sum()), 1)
+    clicks = {"model": torch.where(shown, allocation.slot_ctr_model, 0.0)}
+    if world is not None:
+        truth = world.list_clicks(requests, allocation).poi_clicks
+        clicks["truth"] = torch.where(shown, truth, 0.0)
+    figures = {}
+    for source, per_slot in clicks.items():
+        figures[f"bid_rpm_{source}_{where}"] = 1000 * float((bid * per_slot).sum(1).mean())
+        figures[f"ctr_poi_{source}_{where}"] = float(per_slot.sum()) / ads
+    return figures
 
 
 def _marginal_rewards(mechanism, requests, bids, candidates, items, chosen_value, max_ads):

@@ -26,6 +26,28 @@ class AlignmentConfig:
     steps: int = 60
     batch_size: int = 64
     learning_rate: float = 5e-4
+    # Checkpoints (0: none, keep the last step): the generator is measured this many times, and
+    # the one kept is chosen by what the platform can compute (alignment.py): the reward
+    # model's bid-weighted clicks on held-out logged requests, among the checkpoints whose
+    # likelihood of the held-out logged lists stays within drift_tolerance of the start.
+    checkpoints: int = 0
+    held_out_share: float = 0.1  # logged requests kept out of alignment for the choice
+    drift_tolerance: float = 0.05
+    curve_requests: int = 256  # requests of the world for the diagnostic curve (the truth)
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "checkpoints", "curve_requests"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"alignment {key}: expected an integer >= 0, got {value!r}")
+        if not 0 < self.held_out_share < 1:
+            raise ValueError(
+                f"alignment held_out_share: expected (0, 1), got {self.held_out_share!r}"
+            )
+        if not self.drift_tolerance >= 0:
+            raise ValueError(
+                f"alignment drift_tolerance: expected >= 0, got {self.drift_tolerance!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

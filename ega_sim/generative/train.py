@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ega_sim.atomic import write_text_atomic
+from ega_sim.atomic import write_bytes_atomic, write_text_atomic
 from ega_sim.checkpoints import (
     GENERATIVE_FORMAT,
     STAGE_RECORD,
@@ -58,9 +58,11 @@ def train_ega(
     seed: int = 0,
     progress: bool = False,
     device: str | torch.device = "cpu",
+    world=None,
 ) -> dict:
     """Run (or resume) every stage on `device` (the RQ-VAE tokenizers fit on the CPU, a few
-    seconds); returns the stage reports."""
+    seconds); returns the stage reports. A `world` (the simulator's truth) only draws the
+    alignment-versus-truth curve of the alignment checkpoints (stages/alignment/curve.png)."""
     config = EGAConfig() if config is None else config
     out = Path(out)
     logs = logs.to(device)
@@ -115,8 +117,14 @@ def train_ega(
                 bidding=config.bidding,
                 ctr_weight=config.ctr_weight,
             )
-            done = align(mechanism, logs, config.alignment, seed=seed, progress=progress)
+            done = align(
+                mechanism, logs, config.alignment, seed=seed, progress=progress, world=world
+            )
             save_tensors(stage / "generator.pt", parts.generator.state_dict())
+            if done["curve"]:
+                from ega_sim.report.figures.alignment import alignment_curve_png
+
+                write_bytes_atomic(stage / "curve.png", alignment_curve_png(done))
             _finish(out, "alignment", done)
         reports["alignment"] = done
 
