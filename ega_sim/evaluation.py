@@ -94,6 +94,7 @@ class EvaluationResult:
     # share of the searched ads whose allocation is not monotone in their own bid (a worse
     # position or a lower own pCTR at a higher bid), where the regret search sees it: NaN else
     non_monotone_rate: float
+    non_monotone_rate_interval: tuple[float, float]  # on the logit scale (intervals.py)
     ctr_poi_model: float  # ctr_poi as the mechanism's own CTR model predicts it
     rpm_model: float  # rpm with the model's clicks instead of the truth's
     seconds: float
@@ -262,7 +263,6 @@ def evaluate_detailed(
         ctr_img=_ratio(float(joined["img_clicks"].sum()), ads),
         feed_ctr_poi=_ratio(float(joined["feed_clicks"].sum()), shown_items),
         gmv_per_request=float(joined["gmv"].mean()),
-        non_monotone_rate=summary.figures.get("non_monotone_rate", math.nan),
         regret_bidders=summary.bidders,
         regret_pairs=summary.pairs,
         regret_mean_se=summary.figures.get("regret_mean_se", math.nan),

@@ -10,7 +10,9 @@ a denominator y_b, and `RatioSums` their sums, squares and cross products: enoug
 The interval is the delta method on the log scale (Casella and Berger, Statistical Inference,
 section 5.5.4, applied to log(x_bar / y_bar)): r x exp(+-z se(r) / r), which stays inside the
 support of a nonnegative ratio. [0, 0] means no request regretted anything; an interval of a
-ratio whose denominator is 0, or of fewer than two requests, is undefined (NaN).
+ratio whose denominator is 0, or of fewer than two requests, is undefined (NaN). A share (a
+count over a count, in [0, 1]: SHARES) takes the delta method on the logit scale instead,
+logit(r) +- z se(r) / (r (1 - r)), which stays inside [0, 1]; [0, 0] and [1, 1] at the ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+SHARES = ("non_monotone_rate",)  # ratio figures that are shares in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,26 @@ class RatioSums:
             return 0.0, 0.0  # nonnegative numerators summing to 0: every request had none
         spread = math.exp(z * se / ratio)
         return ratio / spread, ratio * spread
+
+    def share_interval(self, z: float = Z95) -> tuple[float, float]:
+        """The 95% interval of a share in [0, 1] (module docstring); (NaN, NaN) if undefined."""
+        ratio, se = self.ratio, self.standard_error()
+        if math.isnan(ratio) or math.isnan(se):
+            return math.nan, math.nan
+        if ratio <= 0 or ratio >= 1:
+            return (0.0, 0.0) if ratio <= 0 else (1.0, 1.0)
+        logit, spread = math.log(ratio / (1 - ratio)), z * se / (ratio * (1 - ratio))
+        return _logistic(logit - spread), _logistic(logit + spread)
+
+
+def figure_interval(name: str, sums: RatioSums, z: float = Z95) -> tuple[float, float]:
+    """The 95% interval of the ratio figure `name`: a share's on the logit scale, else the log
+    scale's."""
+    return sums.share_interval(z) if name in SHARES else sums.interval(z)
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 def pooled(parts: list[RatioSums | dict]) -> RatioSums:

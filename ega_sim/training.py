@@ -72,6 +72,14 @@ def _train_generative(
         lines.append(f"  {stage}: {report.get('seconds', 0.0):.1f} s")
     rm = reports["reward_model"]
     lines.append(f"  reward model validation AUC (POI clicks) {rm['validation_poi_auc']:.4f}")
+    alignment = reports.get("alignment") or {}
+    if alignment.get("curve"):
+        kept = next(p for p in alignment["curve"] if p["step"] == alignment["chosen_step"])
+        lines.append(
+            f"  alignment: kept step {alignment['chosen_step']} of {alignment['steps']} (held-out "
+            f"logged bid-weighted clicks / 1,000 by the reward model "
+            f"{kept['bid_rpm_model_logged']:.1f}); curve: {out / 'stages/alignment/curve.png'}"
+        )
     return "\n".join(lines)
 
 

@@ -74,3 +74,29 @@ def test_intervals_respect_the_support():
     assert math.isnan(undefined.ratio) and all(math.isnan(b) for b in undefined.interval())
     one = _sums(x[:1], y[:1])
     assert all(math.isnan(b) for b in one.interval())  # a single request has no interval
+
+
+def test_share_intervals_cover_and_stay_in_zero_one():
+    # Per request: y ads searched (1 to 3), x of them non-monotone, each with probability p
+    # (clustered counts, like the share of non-monotone ads). True share p.
+    from ega_sim.intervals import figure_interval
+
+    rng = np.random.default_rng(4)
+    p, n, runs = 0.2, 300, 2000
+    covered = 0
+    for _ in range(runs):
+        y = rng.integers(1, 4, n).astype(float)
+        x = rng.binomial(y.astype(int), p).astype(float)
+        low, high = figure_interval("non_monotone_rate", _sums(x, y))
+        assert 0.0 <= low <= high <= 1.0
+        covered += low <= p <= high
+    se = math.sqrt(0.95 * 0.05 / runs)
+    assert abs(covered / runs - 0.95) < 4 * se
+    # Near 1 the log-scale interval of a plain ratio passes 1; the share's never does.
+    y = np.ones(20)
+    x = np.r_[np.ones(19), 0.0]
+    assert _sums(x, y).interval()[1] > 1.0
+    assert figure_interval("non_monotone_rate", _sums(x, y))[1] < 1.0
+    assert figure_interval("non_monotone_rate", _sums(np.zeros(20), y)) == (0.0, 0.0)
+    assert figure_interval("non_monotone_rate", _sums(y, y)) == (1.0, 1.0)
+    assert all(math.isnan(b) for b in figure_interval("non_monotone_rate", _sums(x[:1], y[:1])))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ega_sim.intervals import RatioSums
+from ega_sim.intervals import RatioSums, figure_interval
 from ega_sim.mechanisms.base import per_bidder
 from ega_sim.metrics.market import model_regret
 from ega_sim.metrics.regret import MisreportSpec, misreport_utility
@@ -24,7 +24,14 @@ from ega_sim.seeding import make_generator
 
 REGRET_SAMPLE = 2_000
 TINY_UTILITY_SHARE = 0.01
-RATIO_FIGURES = ("regret_mean", "psi", "psi_per_ad", "regret_mean_model", "psi_model")
+RATIO_FIGURES = (
+    "regret_mean",
+    "psi",
+    "psi_per_ad",
+    "regret_mean_model",
+    "psi_model",
+    "non_monotone_rate",
+)
 
 
 def searched_bidders(spec: MisreportSpec, mechanism, outcome, n_bidders: int) -> torch.Tensor:
@@ -152,7 +159,8 @@ def summarize_regret(
         figures["psi_per_ad"] = math.nan  # no ad earns anything (first price)
     figures["regret_mean_se"] = sums["regret_mean"].standard_error()
     if "responses" in joined:  # share of the searched ads whose allocation is not monotone
-        figures["non_monotone_rate"] = ratio_sums(joined["non_monotone"], joined["responses"]).ratio
+        sums["non_monotone_rate"] = ratio_sums(joined["non_monotone"], joined["responses"])
+        figures["non_monotone_rate"] = sums["non_monotone_rate"].ratio  # NaN: no response seen
     figures["regret_max"] = float(regret[searched].max()) if bool(searched.any()) else math.nan
     curve, curve_se = (), ()
     if "curve_sum" in joined:
@@ -164,7 +172,7 @@ def summarize_regret(
         bidders=bidders,
         pairs=int(searched.sum()),
         figures=figures,
-        intervals={name: part.interval() for name, part in sums.items()},
+        intervals={name: figure_interval(name, part) for name, part in sums.items()},
         sums=sums,
         curve=curve,
         curve_se=curve_se,

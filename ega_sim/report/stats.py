@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ega_sim.intervals import pooled
+from ega_sim.intervals import figure_interval, pooled
 
 NAN = float("nan")
 
@@ -104,7 +104,8 @@ def summarize(
         interval = "seeds"
         sums = by_requests.get(_group_key(key))
         if sums is not None and not math.isnan(sums.ratio):
-            mean, (low, high), interval = sums.ratio, sums.interval(), "requests"
+            mean, (low, high) = sums.ratio, figure_interval(key[-1], sums)
+            interval = "requests"
         row.update(
             mean=mean,
             low=low,
