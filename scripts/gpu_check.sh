@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prove the GPU path on a machine with one CUDA device, in a few minutes: the GPU tests (the
 # generative mechanisms, regret and training on CUDA against the CPU), then the generative
-# benchmarks on the GPU (ega/gsp by beam count and batch size, and grid regret, with peak
-# memory). Run from the repository root after `pip install -e ".[dev]"`:
+# benchmarks on the GPU (the allocation by beam count and batch size, prices by bid response,
+# grid regret, with peak memory). Run from the repository root after `pip install -e ".[dev]"`:
 #   scripts/gpu_check.sh                 # or: scripts/gpu_check.sh runs/feed_small_ega
 # An argument names a trained ega checkpoint; without one the benchmark trains one briefly.
 set -euo pipefail

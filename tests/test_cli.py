@@ -158,6 +158,30 @@ def test_feed_bench_runs(capsys, feed_small_checkpoint):
     assert all(r["per_second"] > 0 for r in records)
 
 
+def test_ega_bench_runs(feed_small_ega):
+    """The generative suite at toy sizes: the allocation, both response prices, grid regret."""
+    from ega_sim.bench.common import Printer
+    from ega_sim.bench.generative import run_generative_bench
+
+    printer = Printer(as_json=True)
+    run_generative_bench(
+        printer,
+        checkpoint=str(feed_small_ega),
+        requests=8,
+        priced_requests=4,
+        regret_requests=4,
+        beams=(4,),
+        batch_sizes=(8,),
+    )
+    assert [r["benchmark"] for r in printer.records] == [
+        "ega allocation",
+        "ega/gsp priced by bid response",
+        "ega/threshold priced by bid response",
+        "ega/gsp grid regret",
+    ]
+    assert all(r["per_second"] > 0 for r in printer.records)
+
+
 @pytest.mark.skipif(shutil.which("ega-sim") is None, reason="console script not installed")
 def test_console_script_runs():
     done = subprocess.run(

@@ -1,8 +1,11 @@
-"""The EGA-V2 allocator: requests per second of ega/gsp without regret (each beam count and
-batch size) and with the paper's grid regret search of the shown ads, each with its peak
-memory: the process's resident peak on the CPU (reset before each measurement where Linux
-allows), the allocator's peak on a GPU. Without a checkpoint, a pipeline of the default sizes
-is trained briefly first (timed apart): speed depends on the sizes, not on the training.
+"""The EGA-V2 allocator, requests per second with peak memory: the allocation alone (`ega/first`,
+which prices without re-running anything) by beam count and batch size; the lists priced by
+bid response (`ega/gsp`, `ega/threshold`: each shown ad's bid response found by re-running
+beam search, about 20 re-runs an ad); and `ega/gsp` with the paper's grid regret search of
+the shown ads. Peak memory is the process's resident peak on the CPU (reset before each
+measurement where Linux allows), the allocator's peak on a GPU. Without a checkpoint, a
+pipeline of the default sizes is trained briefly first (timed apart): speed depends on the
+sizes, not on the training.
 """
 
 from __future__ import annotations
@@ -65,12 +68,13 @@ def run_generative_bench(
     scenario: str = "feed_small",
     device: str = "cpu",
     requests: int = 1_024,
-    regret_requests: int = 128,
+    priced_requests: int = 128,
+    regret_requests: int = 64,
     beams: tuple[int, ...] = (16, 64),
     batch_sizes: tuple[int, ...] = (64, 256, 1_024),
 ) -> None:
-    """ega/gsp: inference (each beam count and batch size) and grid regret of the shown ads
-    (16 beams, `evaluate`'s chunking); see the module docstring."""
+    """The allocation (each beam count and batch size), pricing by bid response and grid regret
+    of the shown ads (16 beams, `evaluate`'s chunking); see the module docstring."""
     from ega_sim.evaluation import evaluate
     from ega_sim.mechanisms.registry import make_mechanism
     from ega_sim.seeding import make_generator
@@ -89,7 +93,7 @@ def run_generative_bench(
         batch = world.sample_requests(requests, make_generator(0, "bench"))
         for count in beams:
             mechanism = make_mechanism(
-                "ega/gsp", world, checkpoint=checkpoint, settings={"beams": count}
+                "ega/first", world, checkpoint=checkpoint, settings={"beams": count}
             )
             mechanism.run(batch.slice(0, 16), batch.slice(0, 16).value_per_click)  # warm-up
             for size in batch_sizes:
@@ -101,10 +105,10 @@ def run_generative_bench(
                 if world.device.type == "cuda":
                     torch.cuda.synchronize(world.device)
                 seconds = time.perf_counter() - started
-                label = f"ega/gsp run, {count} beams, batch {size}"
+                label = f"ega allocation (ega/first), {count} beams, batch {size}"
                 record = {
                     **base,
-                    "benchmark": "ega/gsp run",
+                    "benchmark": "ega allocation",
                     "beams": count,
                     "batch": size,
                     "requests": requests,
@@ -120,6 +124,21 @@ def run_generative_bench(
                     "requests",
                     seconds,
                 )
+        for name in ("ega/gsp", "ega/threshold"):
+            mechanism = make_mechanism(name, world, checkpoint=checkpoint)
+            _reset_peak(world.device)
+            result = evaluate(mechanism, world, requests=priced_requests, misreport="none")
+            record = {
+                **base,
+                "benchmark": f"{name} priced by bid response",
+                "requests": priced_requests,
+                "seconds": result.seconds,
+                "per_second": priced_requests / result.seconds,
+                "peak_memory_mib": _peak_mib(world.device),
+            }
+            what = f"{scenario}, peak {record['peak_memory_mib']:,.0f} MiB"
+            label = f"{name}, prices by bid response"
+            printer.rate(record, label, what, priced_requests, "requests", result.seconds)
         mechanism = make_mechanism("ega/gsp", world, checkpoint=checkpoint)
         evaluate(mechanism, world, requests=8, misreport="grid")  # warm-up
         _reset_peak(world.device)

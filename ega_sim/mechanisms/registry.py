@@ -3,7 +3,7 @@
 Position auctions: allocators `cascade` and `myerson`. Feed markets: `cascade` (needs a
 checkpoint made by `ega-sim train`), `oracle_cascade` (the true CTRs, for analysis), and the
 generative `ega` and `gr` (checkpoints of `ega-sim train --mechanism ega/gsp`).
-Payment rules: gsp, vcg, threshold, first (generated lists: gsp and first), and the learned
+Payment rules: gsp, vcg, threshold, first (generated lists: gsp, threshold, first), and the learned
 `paynet` on every allocator (its network from CHECKPOINT/paynet/, made by
 `ega-sim train --mechanism ALLOCATOR/paynet`).
 
