@@ -105,7 +105,7 @@ def run_generative_bench(
                 if world.device.type == "cuda":
                     torch.cuda.synchronize(world.device)
                 seconds = time.perf_counter() - started
-                label = f"ega allocation (ega/first), {count} beams, batch {size}"
+                label = f"ega allocation, {count} beams, batch {size}"
                 record = {
                     **base,
                     "benchmark": "ega allocation",
@@ -137,7 +137,7 @@ def run_generative_bench(
                 "peak_memory_mib": _peak_mib(world.device),
             }
             what = f"{scenario}, peak {record['peak_memory_mib']:,.0f} MiB"
-            label = f"{name}, prices by bid response"
+            label = f"{name}, by bid response"
             printer.rate(record, label, what, priced_requests, "requests", result.seconds)
         mechanism = make_mechanism("ega/gsp", world, checkpoint=checkpoint)
         evaluate(mechanism, world, requests=8, misreport="grid")  # warm-up
