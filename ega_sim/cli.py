@@ -153,9 +153,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ega_sim.evaluation import evaluate
     from ega_sim.mechanisms.registry import learns, make_mechanism, mechanism_names
     from ega_sim.metrics.regret import MisreportSpec
+    from ega_sim.paths import check_output_file
     from ega_sim.report_table import format_table, to_json_line
     from ega_sim.world.build import make_world
 
+    if args.out:  # refused now rather than after the whole evaluation
+        check_output_file(args.out, "--out")
     world = make_world(args.scenario, args.device)
     feed = world.config.kind == "feed_market"
     default = ["cascade/gsp", "cascade/vcg"] if feed else mechanism_names(world, learned=False)
@@ -285,8 +288,10 @@ def _misreport(args: argparse.Namespace) -> int:
           --requests 5000 --out reports/misreport_feed
     """
     from ega_sim.envs.misreport import run_misreport_study, summary_lines, write_study
+    from ega_sim.paths import check_output_folder
     from ega_sim.world.build import make_world
 
+    check_output_folder(args.out, "--out")  # refused now rather than after the study
     settings = ("checkpoint", "requests", "seed", "bandit_steps", "ppo_steps")
     world = make_world(args.scenario)
     table = run_misreport_study(world, args.mechanism, **{k: getattr(args, k) for k in settings})

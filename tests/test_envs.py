@@ -119,6 +119,15 @@ def test_bad_actions_are_clear_errors(action, message):
     env.step(np.ones(1, dtype=np.float32))  # the state is intact
 
 
+def test_parallel_step_refuses_actions_for_unknown_agents():
+    env = parallel_env(scenario="textbook", requests_per_step=1)
+    env.reset(seed=0)
+    actions = {agent: np.ones(1, dtype=np.float32) for agent in env.agents}
+    with pytest.raises(ValueError, match=r"unknown \['bidder_9'\]"):
+        env.step({**actions, "bidder_9": np.ones(1, dtype=np.float32)})  # textbook: 0 to 4
+    env.step(actions)  # the state is intact
+
+
 def test_bad_settings_name_the_argument():
     with pytest.raises(ValueError, match="focal"):
         gymnasium.make(ENV_ID, scenario="textbook", focal=9)

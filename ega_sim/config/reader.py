@@ -7,6 +7,7 @@ keys it was asked for, so `finish()` can reject the keys nobody reads (typos, st
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,12 @@ from typing import Any
 from ega_sim.config.errors import ConfigError
 
 _MISSING = object()
+# A name that becomes a folder or file name: one path part, never `.`, `..` or hidden.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SAFE_NAME_EXPECTED = (
+    "a name of at most 100 letters, digits, '.', '_' and '-', starting with a letter or digit "
+    "(it names folders and files)"
+)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -107,6 +114,14 @@ class TableReader:
             raise self.error(key, "a string", value)
         if choices and value not in choices:
             raise self.error(key, "one of " + ", ".join(repr(c) for c in choices), value)
+        return value
+
+    def safe_name(self, key: str, default: Any = _MISSING) -> str:
+        """A string that is used as a folder or file name (SAFE_NAME): a name from a file
+        must never lead a write out of its folder."""
+        value = self.str(key, default)
+        if not SAFE_NAME.fullmatch(value):
+            raise self.error(key, SAFE_NAME_EXPECTED, value)
         return value
 
     def float_list(self, key: str, default: Any = _MISSING, *, min_length: int = 1) -> list[float]:

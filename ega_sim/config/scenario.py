@@ -128,7 +128,7 @@ def parse_scenario(document: dict, source: str) -> ScenarioConfig:
     """Build a validated scenario config from a parsed TOML document."""
     root = TableReader(document, source)
     kind = root.str("kind", choices=SCENARIO_KINDS)
-    name = root.str("name", Path(source).stem)
+    name = root.safe_name("name", Path(source).stem)  # names trained parts' folders
     if kind == "feed_market":
         return parse_feed_market(root, source, name)
     config = PositionAuctionConfig(

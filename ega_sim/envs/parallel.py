@@ -6,9 +6,10 @@ float32: whether it is in the request's auction (always in a position auction; i
 when it is one of the request's candidate ads), its value per click there (0 if absent) and
 its context (quality q in a position auction, its mean value per click in a feed market). Its
 action is Box [R] in [0, gamma_max], its bid multiplier per request (ignored where it is
-absent); an action outside the box, NaN or infinite is a ValueError naming the agent. Its
-reward is its utility over the step's requests, realized (sampled clicks) or expected. Episodes
-are `max_steps` steps, truncated for every agent together.
+absent); an action outside the box, NaN or infinite is a ValueError naming the agent, and so
+is a live agent without an action or an action for a name that is no live agent's. Its reward
+is its utility over the step's requests, realized (sampled clicks) or expected. Episodes are
+`max_steps` steps, truncated for every agent together.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ class AdAuctionParallelEnv(ParallelEnv):
         missing = [agent for agent in self.agents if agent not in actions]
         if missing:
             raise ValueError(f"actions: expected one for every live agent, missing {missing[:5]}")
+        unknown = [agent for agent in actions if agent not in self.agents]
+        if unknown:  # a misspelt name would otherwise bid nothing, silently
+            raise ValueError(
+                f"actions: expected only live agents' names ({self.agents[0]}, ...), "
+                f"got unknown {unknown[:5]}"
+            )
         shape = (self.requests_per_step,)
         table = np.ones((len(self.possible_agents), *shape))
         for a, agent in enumerate(self.possible_agents):

@@ -1,9 +1,13 @@
 """Trained parts an experiment needs: logs, the cascade's pCTR model, the generative pipeline,
 payment networks. Each is trained once into `ARTIFACTS/<id>/` and shared by every cell that
 uses it; its id hashes everything that shapes it (scenario, training settings, seed), so a
-changed setting trains a new one and an unchanged one is never trained twice. `done.json` is
+changed setting trains a new one and an unchanged one is never trained twice. Torch's thread
+count is part of a learned part's id when it is not 1: float sums run in another order with
+more threads, and the trained weights (and every figure computed from them) differ in the
+last digits, so parts trained with different `--threads` are kept apart. `done.json` is
 written (atomically) last: a folder without it is unfinished, and its training resumes (every
-trainer here resumes from its own saved state).
+trainer here resumes from its own saved state). Every path under the artifacts folder is
+checked to lie inside it (paths.inside): an id holds the scenario's name.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any
 
 from ega_sim.atomic import write_text_atomic
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
+from ega_sim.paths import inside
 
 KINDS = ("logs", "cascade", "generative", "paynet")
+LEARNED = ("cascade", "generative", "paynet")  # trained by float optimization: threads matter
 GENERATED_FEATURES = 2  # version of a generated list's payment features (2: own-bid thresholds)
 DONE = "done.json"
 
@@ -52,6 +58,7 @@ class Artifact:
     allocator: str = ""  # paynet only: the allocator it prices
     needs: tuple[str, ...] = ()
     device: str = "cpu"  # generative pipelines and payment networks train there
+    threads: int = 1  # torch threads of the task that trains it
     # The scenario with the overrides applied, validated (loaded here when not given).
     validated: ScenarioConfig | None = field(default=None, compare=False, repr=False)
     id: str = field(default="", compare=False)
@@ -76,13 +83,20 @@ class Artifact:
             identity["features"] = GENERATED_FEATURES  # what its network reads has changed
         if self.device != "cpu" and self.kind in ("generative", "paynet"):
             identity["device"] = self.device  # a GPU trains other weights; CPU ids unchanged
+        if self.threads != 1 and self.kind in LEARNED:
+            identity["threads"] = self.threads  # other float sums, other weights; 1: ids kept
         label = f"{self.allocator}-paynet" if self.kind == "paynet" else self.kind
         object.__setattr__(self, "id", f"{label}-{scenario['name']}-{_digest(identity)}")
 
 
+def artifact_path(root: Path, artifact_id: str) -> Path:
+    """The folder of an artifact: ROOT/<id>, refused if the id would lead out of ROOT."""
+    return inside(root, artifact_id)
+
+
 def finished(root: Path, artifact_id: str) -> dict | None:
     """The done record of a trained artifact, or None while it is unfinished."""
-    path = root / artifact_id / DONE
+    path = artifact_path(root, artifact_id) / DONE
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
@@ -110,9 +124,10 @@ def train_artifact(artifact: Artifact, root: Path) -> dict:
     done = finished(root, artifact.id)
     if done is not None:
         return done
-    out = root / artifact.id
+    out = artifact_path(root, artifact.id)
+    lock = inside(root, f".{artifact.id}.lock")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / f".{artifact.id}.lock"):
+    with _exclusive(lock):
         return finished(root, artifact.id) or _train(artifact, root, out)
 
 
@@ -132,7 +147,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
         from ega_sim.logs.store import read_logs
         from ega_sim.ranking.train import save_cascade_checkpoint, train_pctr
 
-        logs = read_logs(root / artifact.needs[0], scenario)
+        logs = read_logs(artifact_path(root, artifact.needs[0]), scenario)
         config = training_config("cascade", artifact.config, source)
         model, report = train_pctr(logs, config, seed=artifact.seed)
         save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)
@@ -141,7 +156,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
         from ega_sim.generative.train import train_ega
         from ega_sim.logs.store import read_logs
 
-        logs = read_logs(root / artifact.needs[0], scenario)
+        logs = read_logs(artifact_path(root, artifact.needs[0]), scenario)
         config = training_config("ega", artifact.config, source)
         world = make_world(scenario, artifact.device)  # for the alignment-versus-truth curve
         reports = train_ega(
@@ -152,7 +167,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
         from ega_sim.payment.fit import train_paynet
 
         if artifact.needs:  # the allocator's trained parts sit beside the network
-            shutil.copytree(root / artifact.needs[0], out, dirs_exist_ok=True)
+            shutil.copytree(artifact_path(root, artifact.needs[0]), out, dirs_exist_ok=True)
             (out / DONE).unlink(missing_ok=True)
         config = training_config("paynet", artifact.config, source)
         world = make_world(scenario, artifact.device)

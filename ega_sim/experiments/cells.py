@@ -5,7 +5,10 @@ A cell's id hashes everything its result depends on, so a finished cell is reuse
 identical cell. Its requests come from its `seed`, shared by every mechanism of the same
 scenario and seed (common random numbers: differences between mechanisms are paired), and a
 cell gives the same numbers whichever worker or executor runs it (the torch thread count is
-fixed per worker).
+fixed per worker). A cell that loads a learned part has that part's id in its own, and the
+part's id holds the thread count it was trained with (when not 1): figures learned with
+`--threads 2` are never mixed with those learned with one thread. Cells without learned parts
+agree across thread counts to the last digit or so, and keep their ids.
 """
 
 from __future__ import annotations
@@ -20,8 +23,20 @@ from typing import Any
 
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import PositionAuctionConfig, ScenarioConfig, load_scenario
-from ega_sim.experiments.artifacts import Artifact, _digest, finished, scenario_identity
-from ega_sim.experiments.spec import ExperimentSpec, MechanismSpec, StudySpec, merge_tables
+from ega_sim.experiments.artifacts import (
+    Artifact,
+    _digest,
+    artifact_path,
+    finished,
+    scenario_identity,
+)
+from ega_sim.experiments.spec import (
+    ExperimentSpec,
+    MechanismSpec,
+    StudySpec,
+    merge_tables,
+    set_dotted,
+)
 from ega_sim.mechanisms.registry import GENERATIVE_ALLOCATORS
 from ega_sim.metrics.regret import MisreportSpec
 from ega_sim.metrics.regret_summary import RATIO_FIGURES
@@ -85,14 +100,6 @@ class Plan:
     artifacts: dict[str, Artifact]  # id -> artifact, dependencies before dependents
 
 
-def _set_dotted(table: dict, dotted: str, value: Any) -> dict:
-    head, _, rest = dotted.partition(".")
-    if not rest:
-        return {**table, head: value}
-    inner = table.get(head, {})
-    return {**table, head: _set_dotted(inner if isinstance(inner, dict) else {}, rest, value)}
-
-
 def _split_point(point: dict[str, Any]) -> tuple[dict, dict, dict]:
     """A sweep point's scenario overrides, inference settings and training overrides."""
     scenario, settings, training = {}, {}, {}
@@ -103,13 +110,14 @@ def _split_point(point: dict[str, Any]) -> tuple[dict, dict, dict]:
         elif prefix == "mechanism":
             settings[rest] = value
         else:
-            training = _set_dotted(training, rest, value)
+            training = set_dotted(training, rest, value)
     return scenario, settings, training
 
 
 class _Planner:
-    def __init__(self, spec: ExperimentSpec):
+    def __init__(self, spec: ExperimentSpec, threads: int = 1):
         self.spec = spec
+        self.threads = threads  # torch threads per task: part of a learned part's identity
         self.artifacts: dict[str, Artifact] = {}
         self.scenarios: dict[str, ScenarioConfig] = {}  # each scenario variant loaded once
 
@@ -160,6 +168,7 @@ class _Planner:
                     seed,
                     needs=(logs,),
                     device=spec.device,
+                    threads=self.threads,
                     validated=validated,
                 )
             )
@@ -175,15 +184,17 @@ class _Planner:
                 allocator=allocator,
                 needs=needs,
                 device=spec.device,
+                threads=self.threads,
                 validated=validated,
             )
             chain.append(self.add(paynet))
         return (chain[-1] if chain else None), tuple(chain)
 
 
-def plan_experiment(spec: ExperimentSpec) -> Plan:
-    """Every cell of the experiment and the artifacts they need, in a fixed order."""
-    planner = _Planner(spec)
+def plan_experiment(spec: ExperimentSpec, threads: int = 1) -> Plan:
+    """Every cell of the experiment and the artifacts they need, in a fixed order; `threads`
+    is the torch thread count of the tasks (it shapes what is learned, hence the ids)."""
+    planner = _Planner(spec, threads)
     cells = []
     for scenario in spec.scenarios:
         for point in spec.sweep_points():
@@ -229,7 +240,7 @@ def run_cell(cell: Cell, artifacts_root: Path) -> dict:
     started = time.perf_counter()
     scenario = cell.validated
     world = make_world(scenario, cell.device)
-    checkpoint = None if cell.checkpoint is None else artifacts_root / cell.checkpoint
+    checkpoint = None if cell.checkpoint is None else artifact_path(artifacts_root, cell.checkpoint)
     if cell.kind == "misreport":
         metrics, curve, regret = _study_cell(cell, world, checkpoint)
     else:

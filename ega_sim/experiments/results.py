@@ -18,6 +18,7 @@ import pandas as pd
 from ega_sim.atomic import write_bytes_atomic
 from ega_sim.experiments.theory import CLOSED_FORM_KEYS
 from ega_sim.intervals import RatioSums
+from ega_sim.paths import inside
 
 RATIO_COLUMNS = tuple(RatioSums().to_dict())  # n, sx, sy, sxx, syy, sxy
 
@@ -128,9 +129,10 @@ def write_tables(frames: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         parquet = False
     written = []
     for name, frame in frames.items():
-        written.append(write_bytes_atomic(out / f"{name}.csv", frame.to_csv(index=False).encode()))
+        csv = frame.to_csv(index=False).encode()
+        written.append(write_bytes_atomic(inside(out, f"{name}.csv"), csv))
         if parquet:
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
-            written.append(write_bytes_atomic(out / f"{name}.parquet", buffer.getvalue()))
+            written.append(write_bytes_atomic(inside(out, f"{name}.parquet"), buffer.getvalue()))
     return written

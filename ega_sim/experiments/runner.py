@@ -20,16 +20,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ega_sim.atomic import write_text_atomic
-from ega_sim.experiments.artifacts import finished, train_artifact
+from ega_sim.atomic import remove_stale_temporaries, write_text_atomic
+from ega_sim.experiments.artifacts import artifact_path, finished, train_artifact
 from ega_sim.experiments.cells import Cell, Plan, plan_experiment, run_cell
 from ega_sim.experiments.executors import make_executor
 from ega_sim.experiments.results import CELLS, read_records, tables, write_tables
 from ega_sim.experiments.spec import ExperimentSpec
+from ega_sim.paths import check_output_folder, inside
 from ega_sim.provenance import provenance
 
 ARTIFACTS = "artifacts"
 FAILURES = "failures"
+REPORTS = "reports"  # where reports go without --out
 
 
 @dataclass
@@ -58,7 +60,8 @@ class RunSummary:
 
 
 def default_out(spec: ExperimentSpec) -> Path:
-    return Path("reports") / (f"{spec.name}-quick" if spec.quick else spec.name)
+    """reports/<name>/ (reports/<name>-quick/ with --quick), never outside reports/."""
+    return inside(REPORTS, f"{spec.name}-quick" if spec.quick else spec.name)
 
 
 def experiment_record(spec: ExperimentSpec, plan: Plan) -> dict:
@@ -89,7 +92,22 @@ def experiment_record(spec: ExperimentSpec, plan: Plan) -> dict:
 
 
 def _cell_path(out: Path, cell: Cell) -> Path:
-    return out / CELLS / f"{cell.id}.json"
+    return inside(out, CELLS, f"{cell.id}.json")
+
+
+def _failure_path(out: Path, task_id: str) -> Path:
+    return inside(out, FAILURES, f"{task_id}.txt")
+
+
+def _check_paths(plan: Plan, out: Path, artifacts_root: Path) -> None:
+    """Every path the run will write lies inside its folder (ValueError otherwise), checked
+    before anything is written: ids are built from names read from files."""
+    for cell in plan.cells:
+        _cell_path(out, cell)
+        _failure_path(out, cell.id)
+    for artifact_id in plan.artifacts:
+        artifact_path(artifacts_root, artifact_id)
+        _failure_path(out, artifact_id)
 
 
 def _json_safe(record):
@@ -121,18 +139,25 @@ def run_experiment(
     the tables and the report. `workers` tasks at a time (default: CPU cores / threads, of
     the Ray cluster with the ray executor) each run torch with `threads` threads. Trained
     parts go to `artifacts` (default OUT/artifacts/); their ids hash everything that shapes
-    them, so experiments may share one folder."""
+    them (the thread count too, when not 1), so experiments may share one folder. Every path
+    is checked to lie inside its folder before anything is written, and temporary files
+    that killed writes left there are removed."""
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(spec)
+    out = check_output_folder(out, "--out") if out is not None else default_out(spec)
     if (workers is not None and workers < 1) or threads < 1:
         raise ValueError(f"workers and threads: expected integers >= 1, got {workers}, {threads}")
     progress = sys.stderr.isatty() if progress is None else progress
-    plan = plan_experiment(spec)
-    artifacts_root = Path(artifacts) if artifacts is not None else out / ARTIFACTS
+    plan = plan_experiment(spec, threads=threads)
+    if artifacts is not None:
+        artifacts_root = check_output_folder(artifacts, "--artifacts")
+    else:
+        artifacts_root = out / ARTIFACTS
+    _check_paths(plan, out, artifacts_root)
+    for folder in (out, artifacts_root):  # what writers killed by an earlier run left
+        remove_stale_temporaries(folder)
     (out / CELLS).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        out / "experiment.json", json.dumps(_json_safe(experiment_record(spec, plan)), indent=2)
-    )
+    record = json.dumps(_json_safe(experiment_record(spec, plan)), indent=2)
+    write_text_atomic(inside(out, "experiment.json"), record)
     pending_cells = [c for c in plan.cells if not _cell_path(out, c).is_file()]
     summary = RunSummary(out, len(plan.cells), len(plan.cells) - len(pending_cells), 0)
     summary.name = spec.name
@@ -175,7 +200,7 @@ def run_experiment(
                 if error is not None:
                     message = f"{type(error).__name__}: {error}"
                     summary.failed.append(f"{kind} {task_id}: {message}")
-                    write_text_atomic(out / FAILURES / f"{task_id}.txt", message + "\n")
+                    write_text_atomic(_failure_path(out, task_id), message + "\n")
                     if kind == "artifact":
                         failed_artifacts.add(task_id)
                     else:
@@ -188,7 +213,7 @@ def run_experiment(
                     )
                 else:
                     write_text_atomic(_cell_path(out, task), json.dumps(_json_safe(result)))
-                    (out / FAILURES / f"{task_id}.txt").unlink(missing_ok=True)
+                    _failure_path(out, task_id).unlink(missing_ok=True)
                     summary.computed += 1
                     bar.update(1)
                     if not progress:  # a log file gets a line per cell instead of a bar

@@ -189,6 +189,14 @@ def _read_sweep(reader: TableReader, source: str) -> dict[str, tuple]:
                 "mechanism.<setting> with a setting of " + ", ".join(INFERENCE_SETTINGS),
                 "unknown key",
             )
+        section, _, rest = key.removeprefix("training.").partition(".")
+        if key.startswith("training.") and (section not in TRAINING_SECTIONS or not rest):
+            raise ConfigError(
+                source,
+                f"sweep.{key}",
+                "training.<section>.<key> with a section of " + ", ".join(TRAINING_SECTIONS),
+                "unknown key",
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(source, f"sweep.{key}", "a non-empty list of values", values)
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
@@ -255,7 +263,7 @@ def parse_experiment(document: dict, source: str) -> ExperimentSpec:
     )
     study_reader.finish()
     spec = ExperimentSpec(
-        name=root.str("name", Path(source).stem),
+        name=root.safe_name("name", Path(source).stem),  # names the report folder
         source=source,
         title=root.str("title", Path(source).stem),
         description=root.str("description", ""),
@@ -277,7 +285,27 @@ def parse_experiment(document: dict, source: str) -> ExperimentSpec:
     )
     root.finish()
     _check_mechanisms(spec)
+    _check_training_sweep(spec)
     return spec
+
+
+def _check_training_sweep(spec: ExperimentSpec) -> None:
+    """A swept training value is checked like one in the file: each value of each
+    `training.<section>.<key>`, set in the experiment's section as a cell's training is."""
+    for key, values in spec.sweep.items():
+        if not key.startswith("training."):
+            continue
+        section, _, dotted = key.removeprefix("training.").partition(".")
+        base = spec.training.sections.get(section, {})
+        for value in values:
+            table = merge_tables(base, set_dotted({}, dotted, value))
+            try:
+                _check_training_keys(section, table, spec.source, key)
+            except ConfigError as error:
+                where, got = f"sweep.{key}", error.got
+                raise ConfigError(
+                    spec.source, where, error.expected, got, has_got=got is not None
+                ) from None
 
 
 def _device(reader: TableReader) -> str:
@@ -399,6 +427,15 @@ def merge_tables(base: dict, update: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def set_dotted(table: dict, dotted: str, value: Any) -> dict:
+    """A copy of `table` with the dotted key ("alignment.steps") set, inner tables copied."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**table, head: value}
+    inner = table.get(head, {})
+    return {**table, head: set_dotted(inner if isinstance(inner, dict) else {}, rest, value)}
 
 
 def quick_spec(spec: ExperimentSpec) -> ExperimentSpec:

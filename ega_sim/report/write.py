@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.paths import inside
 from ega_sim.report.figures import DrawnFigure, draw_figures
 from ega_sim.report.folder import ResultsFolder, read_results_folder
 from ega_sim.report.formats import format_value, interval_text, metric_label
@@ -70,13 +71,14 @@ def write_report(out: str | Path) -> list[Path]:
         feed=folder.feed,
     )
     written = [
-        write_bytes_atomic(folder.out / "figures" / f"{figure.name}.png", figure.png)
+        write_bytes_atomic(inside(folder.out, "figures", f"{figure.name}.png"), figure.png)
         for figure in drawn
     ]
     blocks = build_blocks(folder, drawn)
     title = folder.experiment.get("title") or folder.experiment["name"]
-    written.append(write_text_atomic(folder.out / "report.md", render_markdown(blocks)))
-    written.append(write_text_atomic(folder.out / "report.html", render_html(blocks, title)))
+    written.append(write_text_atomic(inside(folder.out, "report.md"), render_markdown(blocks)))
+    html = render_html(blocks, title)
+    written.append(write_text_atomic(inside(folder.out, "report.html"), html))
     return written
 
 
