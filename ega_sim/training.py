@@ -203,7 +203,7 @@ def train_mechanism(
     if config.epochs < 1:
         raise ValueError(f"epochs: expected an integer >= 1, got {config.epochs}")
     model, report = train_pctr(data, config, seed=seed, progress=progress)
-    save_cascade_checkpoint(out, model, report, scenario.name, config, data.meta)
+    save_cascade_checkpoint(out, model, report, scenario, config, data.meta)
     return (
         f"trained the cascade's pCTR model for {scenario.name} on {data.n_requests} logged "
         f"requests in {report['seconds']:.1f} s: validation AUC {report['validation_auc']:.4f}, "

@@ -90,7 +90,7 @@ def feed_small_checkpoint(tmp_path_factory, feed_small_logs):
     config = PCTRTrainConfig(epochs=3)
     model, report = train_pctr(logs, config, seed=0)
     out = tmp_path_factory.mktemp("feed_small_cascade")
-    return save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)
+    return save_cascade_checkpoint(out, model, report, scenario, config, logs.meta)
 
 
 def _tiny_ega():

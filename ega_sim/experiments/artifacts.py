@@ -1,20 +1,18 @@
 """Trained parts an experiment needs: logs, the cascade's pCTR model, the generative pipeline,
 payment networks. Each is trained once into `ARTIFACTS/<id>/` and shared by every cell that
-uses it; its id hashes everything that shapes it (scenario, training settings, seed), so a
-changed setting trains a new one and an unchanged one is never trained twice. Torch's thread
-count is part of a learned part's id when it is not 1: float sums run in another order with
-more threads, and the trained weights (and every figure computed from them) differ in the
-last digits, so parts trained with different `--threads` are kept apart. `done.json` is
-written (atomically) last: a folder without it is unfinished, and its training resumes (every
-trainer here resumes from its own saved state). Every path under the artifacts folder is
-checked to lie inside it (paths.inside): an id holds the scenario's name.
+uses it; its id hashes everything that shapes it (scenario, training settings, seed, file
+format), so a changed setting trains a new one and an unchanged one is never trained twice.
+Torch's thread count is part of a learned part's id when it is not 1: float sums run in
+another order with more threads, and the trained weights (and every figure computed from
+them) differ in the last digits, so parts trained with different `--threads` are kept apart.
+`done.json` is written (atomically) last: a folder without it is unfinished, and its training
+resumes (every trainer here resumes from its own saved state). Every path under the artifacts
+folder is checked to lie inside it (paths.inside): an id holds the scenario's name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ega_sim.atomic import write_text_atomic
+from ega_sim.config.fingerprint import content_digest, scenario_identity
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.paths import inside
 
@@ -34,15 +33,8 @@ DONE = "done.json"
 
 
 def _digest(record: Any) -> str:
-    text = json.dumps(record, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def scenario_identity(scenario: ScenarioConfig) -> dict:
-    """The validated scenario as plain data (its file path left out): what a result rests on."""
-    record = dataclasses.asdict(scenario)
-    record.pop("source", None)
-    return record
+    """The short content hash of an id."""
+    return content_digest(record)[:12]
 
 
 @dataclass(frozen=True)
@@ -79,6 +71,8 @@ class Artifact:
             "allocator": self.allocator,
             "needs": self.needs,
         }
+        # A new file format trains a new artifact: a folder of the old one would be refused.
+        identity["format"] = _formats()[self.kind]
         if self.kind == "paynet" and self.allocator in ("ega", "gr"):
             identity["features"] = GENERATED_FEATURES  # what its network reads has changed
         if self.device != "cpu" and self.kind in ("generative", "paynet"):
@@ -92,6 +86,19 @@ class Artifact:
 def artifact_path(root: Path, artifact_id: str) -> Path:
     """The folder of an artifact: ROOT/<id>, refused if the id would lead out of ROOT."""
     return inside(root, artifact_id)
+
+
+def _formats() -> dict[str, int]:
+    """The on-disk format version of each kind of artifact."""
+    from ega_sim.checkpoints import CASCADE_FORMAT, GENERATIVE_FORMAT, PAYNET_FORMAT
+    from ega_sim.logs.store import FORMAT_VERSION
+
+    return {
+        "logs": FORMAT_VERSION,
+        "cascade": CASCADE_FORMAT,
+        "generative": GENERATIVE_FORMAT,
+        "paynet": PAYNET_FORMAT,
+    }
 
 
 def finished(root: Path, artifact_id: str) -> dict | None:
@@ -150,7 +157,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
         logs = read_logs(artifact_path(root, artifact.needs[0]), scenario)
         config = training_config("cascade", artifact.config, source)
         model, report = train_pctr(logs, config, seed=artifact.seed)
-        save_cascade_checkpoint(out, model, report, scenario.name, config, logs.meta)
+        save_cascade_checkpoint(out, model, report, scenario, config, logs.meta)
         summary = f"pCTR validation AUC {report['validation_auc']:.4f}"
     elif artifact.kind == "generative":
         from ega_sim.generative.train import train_ega

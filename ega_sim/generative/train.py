@@ -24,9 +24,12 @@ from ega_sim.atomic import write_bytes_atomic, write_text_atomic
 from ega_sim.checkpoints import (
     GENERATIVE_FORMAT,
     STAGE_RECORD,
+    STAGE_TENSORS,
     finished_stage,
     save_tensors,
     stage_dir,
+    stage_files,
+    write_checkpoint_record,
 )
 from ega_sim.generative.alignment import align
 from ega_sim.generative.allocator import GenerativeMechanism
@@ -34,7 +37,6 @@ from ega_sim.generative.config import EGAConfig, generator_config
 from ega_sim.generative.items import ItemTokenizers, fit_item_tokenizers, item_tables
 from ega_sim.generative.pretrain import pretrain_generator
 from ega_sim.generative.reward_model_train import train_reward_model
-from ega_sim.provenance import provenance
 from ega_sim.trained_parts import load_generative_parts, load_item_tokenizers
 
 
@@ -44,7 +46,7 @@ def _finish(out: Path, stage: str, report: dict) -> None:
 
 def _save_tokenizers(path: Path, tokenizers: ItemTokenizers) -> None:
     save_tensors(
-        path / "tokenizers.pt",
+        path / STAGE_TENSORS["tokenizers"],
         {"poi_ids": tokenizers.poi_ids, "creative_ids": tokenizers.creative_ids},
     )
 
@@ -91,7 +93,7 @@ def train_ega(
         generator, done = pretrain_generator(
             logs, tables, shape, config.pretrain, seed=seed, progress=progress
         )
-        save_tensors(stage / "generator.pt", generator.state_dict())
+        save_tensors(stage / STAGE_TENSORS["pretrain"], generator.state_dict())
         _finish(out, "pretrain", done)
     reports["pretrain"] = done
 
@@ -100,7 +102,7 @@ def train_ega(
         rm, done = train_reward_model(
             logs, tokenizers, config.reward_model, seed=seed, progress=progress
         )
-        save_tensors(stage / "reward_model.pt", rm.state_dict())
+        save_tensors(stage / STAGE_TENSORS["reward_model"], rm.state_dict())
         _finish(out, "reward_model", done)
     reports["reward_model"] = done
 
@@ -120,7 +122,7 @@ def train_ega(
             done = align(
                 mechanism, logs, config.alignment, seed=seed, progress=progress, world=world
             )
-            save_tensors(stage / "generator.pt", parts.generator.state_dict())
+            save_tensors(stage / STAGE_TENSORS["alignment"], parts.generator.state_dict())
             if done["curve"]:
                 from ega_sim.report.figures.alignment import alignment_curve_png
 
@@ -128,13 +130,13 @@ def train_ega(
             _finish(out, "alignment", done)
         reports["alignment"] = done
 
-    record = {
-        "format_version": GENERATIVE_FORMAT,
-        "kind": "generative",
-        "scenario": scenario.name,
-        "config": config.to_dict(),
-        "stages": reports,
-        **provenance(),
-    }
-    write_text_atomic(out / "checkpoint.json", json.dumps(record, indent=2) + "\n")
+    write_checkpoint_record(
+        out,
+        kind="generative",
+        format_version=GENERATIVE_FORMAT,
+        scenario=scenario,
+        files=stage_files(reports),
+        config=config.to_dict(),
+        stages=reports,
+    )
     return reports

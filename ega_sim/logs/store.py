@@ -16,16 +16,17 @@
     DIR/platform.npz    the platform's tables of the market (ObservedMarket fields: locations,
                         price levels, categories, advertisers and creative counts, users'
                         histories, noisy latents, qualities and creative styles); no truth
-    DIR/meta.json       format version, scenario, seed, requests, policy, package version, git
-                        commit, and the byte size and SHA-256 of each NPZ file
+    DIR/meta.json       format version, scenario, the fingerprint of its world
+                        (config/fingerprint.py), seed, requests, policy, package version, git
+                        commit, and the byte size and SHA-256 of each NPZ file (checksums.py)
 
 Files are written atomically and meta.json last, so a folder with a meta.json is complete;
-reading checks every file against it, so a truncated or swapped file is a clear error.
+reading checks every file against it, so a truncated or swapped file is a clear error, and
+checks the world against the scenario's, so logs of another world are refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -36,10 +37,13 @@ import numpy as np
 import torch
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
+from ega_sim.checksums import checksum, read_verified
 from ega_sim.config.feed_market import FeedMarketConfig
+from ega_sim.config.fingerprint import world_fingerprint, world_mismatch
 from ega_sim.world.feed_market import ObservedMarket
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json records the world's fingerprint
+RESIMULATE = "simulate the logs again with `ega-sim simulate-logs`"
 EXPOSURE_COLUMNS = (
     "user",
     "candidate_advertiser",
@@ -98,7 +102,8 @@ def _platform_arrays(platform: ObservedMarket) -> dict[str, np.ndarray]:
 def write_logs(
     out: str | Path, exposures: dict[str, torch.Tensor], platform: ObservedMarket, meta: dict
 ) -> Path:
-    """Write a log folder; `meta` gets the format version and the files' checksums."""
+    """Write a log folder; `meta` gets the format version, the fingerprint of the platform's
+    world and the files' checksums."""
     out = Path(out)
     missing = set(EXPOSURE_COLUMNS) - set(exposures)
     if missing:
@@ -110,22 +115,22 @@ def write_logs(
     checksums = {}
     for name, data in files.items():
         write_bytes_atomic(out / name, data)
-        checksums[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    record = {"format_version": FORMAT_VERSION, **meta, "files": checksums}
+        checksums[name] = checksum(data)
+    record = {
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "world": world_fingerprint(platform.config),
+        "files": checksums,
+    }
     write_text_atomic(out / "meta.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out
 
 
-def _load_checked(directory: Path, name: str, expected: dict) -> dict[str, np.ndarray]:
+def _load_checked(directory: Path, name: str, files: dict) -> dict[str, np.ndarray]:
     path = directory / name
-    if not path.is_file():
-        raise LogError(f"{path}: missing; the log folder is incomplete (rerun simulate-logs)")
-    data = path.read_bytes()
-    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-        raise LogError(
-            f"{path}: {len(data)} bytes do not match meta.json ({expected['bytes']} bytes and its "
-            "SHA-256): the file is truncated or was replaced"
-        )
+    data = read_verified(
+        directory, name, files, directory / "meta.json", remedy=RESIMULATE, error=LogError
+    )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
@@ -151,26 +156,25 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
     if meta.get("format_version") != FORMAT_VERSION:
         raise LogError(
             f"{meta_path}: format_version {meta.get('format_version')!r}, this "
-            f"ega-sim reads {FORMAT_VERSION}"
+            f"ega-sim reads {FORMAT_VERSION}; {RESIMULATE}"
         )
-    if scenario is not None and meta.get("scenario") != scenario.name:
-        raise LogError(
-            f"{meta_path}: logs of scenario {meta.get('scenario')!r}, not {scenario.name!r}"
-        )
-    files = meta.get("files", {})
-    exposures = _load_checked(
-        directory, "exposures.npz", files.get("exposures.npz", {"bytes": -1, "sha256": ""})
-    )
-    platform = _load_checked(
-        directory, "platform.npz", files.get("platform.npz", {"bytes": -1, "sha256": ""})
-    )
-    missing = set(EXPOSURE_COLUMNS) - set(exposures)
-    if missing:
-        raise LogError(f"{directory / 'exposures.npz'}: missing columns {sorted(missing)}")
     if scenario is None:
         from ega_sim.config.scenario import load_scenario
 
+        if not isinstance(meta.get("scenario_source"), str):
+            raise LogError(f"{meta_path}: no 'scenario_source'; pass the scenario")
         scenario = load_scenario(meta["scenario_source"])
+    if meta.get("scenario") != scenario.name:
+        raise LogError(
+            f"{meta_path}: logs of scenario {meta.get('scenario')!r}, not {scenario.name!r}"
+        )
+    if (mismatch := world_mismatch(meta.get("world"), scenario)) is not None:
+        raise LogError(f"{meta_path}: logs of {mismatch}; {RESIMULATE}")
+    exposures = _load_checked(directory, "exposures.npz", meta["files"])
+    platform = _load_checked(directory, "platform.npz", meta["files"])
+    missing = set(EXPOSURE_COLUMNS) - set(exposures)
+    if missing:
+        raise LogError(f"{directory / 'exposures.npz'}: missing columns {sorted(missing)}")
     try:
         observed = ObservedMarket(
             config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()}

@@ -80,7 +80,7 @@ def make_mechanism(
     network = None
     if payment_name == LEARNED_PAYMENT:
         _require_checkpoint(name, scenario, checkpoint)
-        network = load_payment_network(checkpoint, scenario.name, allocator_name)
+        network = load_payment_network(checkpoint, scenario, allocator_name)
     elif not isinstance(scenario, FeedMarketConfig) and checkpoint is not None:
         raise ValueError(f"mechanism {name}: takes no checkpoint (nothing in it is learned)")
     return _FACTORIES[_factory_key(allocator_name, scenario)](
@@ -136,7 +136,7 @@ def _make_feed_cascade(allocator_name, payment_name, world, checkpoint, settings
         ctr = OracleCTR(world.market)
     else:
         _require_checkpoint(f"{allocator_name}/{payment_name}", world.config, checkpoint)
-        model, _ = load_cascade_ctr_model(checkpoint, world.config.name)
+        model, _ = load_cascade_ctr_model(checkpoint, world.config)
         ctr = LearnedCTR(model.to(world.device), world.platform)
     payment_rule = _payment_rule(payment_name, network, world.device)
     return FeedCascade(allocator_name, world.config, ctr, payment_rule, world.platform)

@@ -17,13 +17,18 @@ from pathlib import Path
 import torch
 
 from ega_sim.atomic import write_text_atomic
-from ega_sim.checkpoints import PAYNET_DIR, PAYNET_FILE, PAYNET_FORMAT, save_tensors
+from ega_sim.checkpoints import (
+    PAYNET_DIR,
+    PAYNET_FILE,
+    PAYNET_FORMAT,
+    save_tensors,
+    write_checkpoint_record,
+)
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.metrics.regret import MisreportSpec
 from ega_sim.payment.config import PaynetTrainConfig
 from ega_sim.payment.network import PaymentNetwork
 from ega_sim.payment.train import train_payment_network
-from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
 from ega_sim.world.build import as_world
 
@@ -142,18 +147,18 @@ def train_paynet(
         progress=progress,
     )
     save_tensors(directory / PAYNET_FILE, network.state_dict())
-    record = {
-        "format_version": PAYNET_FORMAT,
-        "kind": "paynet",
-        "scenario": scenario.name,
-        "allocator": allocator_name,
-        "n_features": network.n_features,
-        "seed": seed,
-        "train": config.to_dict(),
-        "report": report,
-        **provenance(),
-    }
-    write_text_atomic(directory / "checkpoint.json", json.dumps(record, indent=2) + "\n")
+    write_checkpoint_record(
+        directory,
+        kind="paynet",
+        format_version=PAYNET_FORMAT,
+        scenario=scenario,
+        files=[PAYNET_FILE],
+        allocator=allocator_name,
+        n_features=network.n_features,
+        seed=seed,
+        train=config.to_dict(),
+        report=report,
+    )
     state_path.unlink(missing_ok=True)
     return report
 

@@ -7,7 +7,6 @@ report gives validation log loss and AUC beside those of a constant predictor.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -16,10 +15,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ega_sim.atomic import write_text_atomic
-from ega_sim.checkpoints import CASCADE_FORMAT, PCTR_FILE, save_tensors
+from ega_sim.checkpoints import (
+    CASCADE_FORMAT,
+    PCTR_FILE,
+    save_tensors,
+    write_checkpoint_record,
+)
 from ega_sim.logs.store import Logs
-from ega_sim.provenance import provenance
 from ega_sim.ranking.features import (
     creative_feature_size,
     creative_features,
@@ -152,22 +154,23 @@ def save_cascade_checkpoint(
     out: str | Path,
     model: PositionAwarePCTR,
     report: dict,
-    scenario_name: str,
+    scenario,
     train_config: PCTRTrainConfig,
     logs_meta: dict,
 ) -> Path:
-    """DIR/pctr.pt (a state dict) and DIR/checkpoint.json, as trained_parts.py reads them."""
+    """DIR/pctr.pt (a state dict) and DIR/checkpoint.json (with the fingerprint of the
+    scenario's world and pctr.pt's checksum), as trained_parts.py reads them."""
     out = Path(out)
     save_tensors(out / PCTR_FILE, model.state_dict())
-    record = {
-        "format_version": CASCADE_FORMAT,
-        "kind": "cascade",
-        "scenario": scenario_name,
-        "pctr": model.config.to_dict(),
-        "train": asdict(train_config),
-        "report": report,
-        "logs": {k: logs_meta.get(k) for k in ("scenario", "seed", "requests", "git_commit")},
-        **provenance(),
-    }
-    write_text_atomic(out / "checkpoint.json", json.dumps(record, indent=2) + "\n")
+    write_checkpoint_record(
+        out,
+        kind="cascade",
+        format_version=CASCADE_FORMAT,
+        scenario=scenario,
+        files=[PCTR_FILE],
+        pctr=model.config.to_dict(),
+        train=asdict(train_config),
+        report=report,
+        logs={k: logs_meta.get(k) for k in ("scenario", "seed", "requests", "git_commit")},
+    )
     return out
