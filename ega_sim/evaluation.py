@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig
+from ega_sim.intervals import defined_ratio
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.outcomes import measure_outcome
 from ega_sim.metrics.regret import MisreportSpec
@@ -50,7 +51,8 @@ class EvaluationResult:
 
     Clicks are POI clicks (what advertisers pay for); ctr_poi and ctr_img are per ad impression;
     feed_ctr_poi is per shown item, ads and organic; figures a scenario kind does not have
-    (image clicks and GMV in a position auction) are NaN, null in JSON.
+    (image clicks and GMV in a position auction) are NaN, null in JSON, and so is every ratio
+    whose denominator is 0 (ctr_poi, ad_load, psi, ... when no ad is ever shown).
     """
 
     mechanism: str
@@ -123,12 +125,6 @@ def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
     mean = float(per_request.mean())
     se = float(per_request.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.nan
     return mean, se
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    if math.isnan(numerator) or math.isnan(denominator):
-        return math.nan
-    return numerator / denominator if denominator > 0 else (0.0 if numerator == 0 else math.inf)
 
 
 def _measure_chunk(
@@ -258,18 +254,18 @@ def evaluate_detailed(
         clicks_per_request=clicks,
         clicks_per_request_se=clicks_se,
         ads_per_request=ads / requests,
-        ad_load=_ratio(ads, shown_items),
-        ctr_poi=_ratio(float(joined["clicks"].sum()), ads),
-        ctr_img=_ratio(float(joined["img_clicks"].sum()), ads),
-        feed_ctr_poi=_ratio(float(joined["feed_clicks"].sum()), shown_items),
+        ad_load=defined_ratio(ads, shown_items),
+        ctr_poi=defined_ratio(float(joined["clicks"].sum()), ads),
+        ctr_img=defined_ratio(float(joined["img_clicks"].sum()), ads),
+        feed_ctr_poi=defined_ratio(float(joined["feed_clicks"].sum()), shown_items),
         gmv_per_request=float(joined["gmv"].mean()),
         regret_bidders=summary.bidders,
         regret_pairs=summary.pairs,
         regret_mean_se=summary.figures.get("regret_mean_se", math.nan),
         **figures,
         **intervals,
-        ir_violation_rate=_ratio(float(joined["ir"].sum()), ads),
-        ctr_poi_model=_ratio(float(joined["model_clicks"].sum()), ads),
+        ir_violation_rate=defined_ratio(float(joined["ir"].sum()), ads),
+        ctr_poi_model=defined_ratio(float(joined["model_clicks"].sum()), ads),
         rpm_model=1000.0 * float(joined["model_revenue"].mean()),
         seconds=seconds,
         **provenance(),

@@ -24,6 +24,15 @@ Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 SHARES = ("non_monotone_rate",)  # ratio figures that are shares in [0, 1]
 
 
+def defined_ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator of nonnegative totals; NaN (undefined: null in JSON, empty in
+    CSV, n/a in tables) when the denominator is 0 or either is NaN, whatever the numerator:
+    a ratio with nothing in its denominator is never 0 and never infinite."""
+    if math.isnan(numerator) or not denominator > 0:
+        return math.nan
+    return numerator / denominator
+
+
 @dataclass(frozen=True)
 class RatioSums:
     """Over n requests: sums of x_b, y_b, x_b^2, y_b^2 and x_b y_b."""
@@ -48,7 +57,7 @@ class RatioSums:
     @property
     def ratio(self) -> float:
         """sum x / sum y; NaN when y sums to 0 (or to NaN)."""
-        return self.sx / self.sy if self.sy > 0 else math.nan
+        return defined_ratio(self.sx, self.sy)
 
     def standard_error(self) -> float:
         """The delta method's standard error of the ratio; NaN below two requests."""

@@ -94,7 +94,7 @@ def _align(cells: list[str], widths: list[int]) -> str:
 
 def to_json_line(result: EvaluationResult) -> str:
     """One JSON object; plain floats, and null where a figure is undefined (NaN or infinite,
-    e.g. psi when truthful bidders earn nothing, as under first price)."""
+    e.g. psi when truthful bidders earn nothing, as under first price: intervals.py)."""
     return json.dumps(_finite_or_null(result.to_dict()), allow_nan=False)
 
 

@@ -65,6 +65,34 @@ def test_evaluate_json_lines(capsys):
     assert abs(vcg["revenue_per_request"] - 1 / 3) < 4.5 * vcg["revenue_per_request_se"]
 
 
+NO_AD_SHOWN = """kind = "position_auction"
+n_bidders = 1
+slot_ctr = [1.0]
+reserve = 2.0
+[values]
+dist = "uniform"
+low = 0.0
+high = 1.0
+"""
+
+
+def test_ratios_without_a_denominator_are_null_not_zero(tmp_path, capsys):
+    """A reserve above every value: no ad is ever shown, so nothing has a click rate, an IR
+    share or a psi (truthful utility sums to 0): null in JSON and n/a in the table, while the
+    mean regret (over the searched pairs) is a real 0."""
+    scenario = tmp_path / "no_ad_shown.toml"
+    scenario.write_text(NO_AD_SHOWN)
+    argv = ["evaluate", "--scenario", str(scenario), "--mechanism", "cascade/gsp"]
+    assert main([*argv, "--requests", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["ads_per_request"] == 0.0 and record["regret_mean"] == 0.0
+    for key in ("psi", "psi_model", "ctr_poi", "ctr_poi_model", "ad_load", "ir_violation_rate"):
+        assert record[key] is None, key
+    assert main([*argv, "--requests", "2"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert row[0] == "cascade/gsp" and row[-3:-1] == ["n/a", "n/a"]  # psi, IR viol.
+
+
 def test_evaluate_table_lists_every_mechanism(capsys):
     assert main(["evaluate", "--scenario", "textbook", "--requests", "500"]) == 0
     out = capsys.readouterr().out

@@ -83,6 +83,65 @@ def test_malformed_scenarios_name_the_key(write_scenario, change, key, expected)
     assert expected in message, message
 
 
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ('dist = "uniform"\nlow = 0.0\nhigh = 1e308', "values.high"),  # money figures overflow
+        ('dist = "uniform"\nlow = 0.0\nhigh = 1e40', "values.high"),  # observed as inf
+        ('dist = "uniform"\nlow = 0.0\nhigh = 1e-46', "values.high"),  # observed as 0
+        ('dist = "lognormal"\nmean = 800.0\nsigma = 1.0', "values.mean"),  # exp(800) = inf
+        ('dist = "lognormal"\nmean = 0.0\nsigma = 9.0', "values.sigma"),  # e^(8 x 9) > 7.9e28
+    ],
+)
+def test_values_beyond_what_float32_carries_name_the_key(write_scenario, values, key):
+    text = VALID_SCENARIO.replace('dist = "uniform"\nlow = 0.0\nhigh = 1.0', values)
+    message = _error_for(write_scenario, text)
+    assert f"'{key}'" in message and "float32" in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ("shock_sigma = 1000.0", "values.shock_sigma"),  # every value 0
+        ("spread = 20.0", "values.spread"),
+        ("mean_log = 20.0\nspread = 6.0", "values.spread"),
+    ],
+)
+def test_feed_market_values_beyond_float32_name_the_key(write_scenario, values, key):
+    message = _error_for(write_scenario, f'kind = "feed_market"\n[values]\n{values}\n')
+    assert f"'{key}'" in message and "float32" in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "gib"),
+    [
+        # 1e8 bidders x (8 x 1 slot + 4 x 64 dense misreports + 2) x 8 bytes = 198.2 GiB
+        (VALID_SCENARIO.replace("n_bidders = 3", "n_bidders = 100000000"), "n_bidders", "198"),
+        ('kind = "feed_market"\n[market]\nn_pois = 1000000000000\n', "market.n_pois", None),
+    ],
+)
+def test_sizes_beyond_memory_are_refused_at_load(write_scenario, monkeypatch, text, key, gib):
+    """On a machine of 128 GiB (the estimate is a lower bound; see config/memory.py)."""
+    from ega_sim.config import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 128 * 2**30)
+    if key == "n_bidders":
+        text = text.replace("slot_ctr = [1.0, 0.5]", "slot_ctr = [1.0]")
+    message = _error_for(write_scenario, text)
+    assert f"'{key}'" in message and "this machine has 128 GiB" in message, message
+    assert gib is None or f"at least {gib} GiB" in message, message
+    for name in ("textbook", "feed_medium"):  # the shipped scenarios still load there
+        load_scenario(name)
+
+
+def test_value_bounds_come_from_float32():
+    """Independent arithmetic: float32's max is (2 - 2^-23) 2^127, its smallest normal 2^-126;
+    the headroom is 2^32 either way."""
+    from ega_sim.world.value_range import VALUE_MAX, VALUE_MIN
+
+    assert VALUE_MAX == (2 - 2**-23) * 2.0**95 and VALUE_MIN == 2.0**-94
+
+
 def test_lognormal_sigma_must_be_positive(write_scenario):
     text = VALID_SCENARIO.replace(
         'dist = "uniform"\nlow = 0.0\nhigh = 1.0', 'dist = "lognormal"\nmean = 0.0\nsigma = 0.0'
@@ -121,6 +180,53 @@ def test_bad_bids_and_arguments_in_the_api():
         ega_sim.evaluate("cascade/gsp", "textbook", requests=10, misreport="random")
     with pytest.raises(ValueError, match="seed"):
         ega_sim.evaluate("cascade/gsp", "textbook", requests=10, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("value", "quality", "error", "message"),
+    [
+        (
+            [[0.9, 0.5, 0.3]],
+            [[0.0, 0.0, 1.0]],
+            ValueError,
+            r"quality: expected pCTRs in \(0, 1\], got 0",
+        ),
+        ([[0.9, 0.5, 0.3]], [[1.0, 5.0, 1.0]], ValueError, r"quality: expected pCTRs .* got 5"),
+        ([[0.9, 0.5, 0.3]], [[1.0, float("nan"), 1.0]], ValueError, "quality: expected finite"),
+        ([[0.9, float("inf"), 0.3]], [[1.0] * 3], ValueError, "value_per_click: expected finite"),
+        ([[0.9, -0.5, 0.3]], [[1.0] * 3], ValueError, "value_per_click: expected values >= 0"),
+        ([[True, False, True]], [[1.0] * 3], TypeError, "value_per_click: expected a floating"),
+        ([[1, 0, 1]], [[1.0] * 3], TypeError, "value_per_click: expected a floating"),
+        ([[0.9, 0.5, 0.3]], [[1.0, 1.0]], ValueError, r"\[B, N\]"),
+    ],
+)
+def test_auction_requests_follow_the_scenario_files_rules(value, quality, error, message):
+    """What a scenario file refuses, AuctionRequests refuses too; quality 0 used to price gsp,
+    vcg and threshold at NaN (a division by the pCTR), bools to be read as bids of 0 and 1."""
+    with pytest.raises(error, match=message):
+        AuctionRequests(torch.tensor(value), torch.tensor(quality, dtype=torch.float64))
+
+
+def test_bool_bids_are_refused():
+    mechanism = ega_sim.make_mechanism("cascade/gsp", "single_slot")
+    requests = AuctionRequests(torch.tensor([[0.9, 0.5]]), torch.ones(1, 2))
+    with pytest.raises(TypeError, match="bids: expected a floating-point tensor"):
+        mechanism.run(requests, torch.tensor([[True, False]]))
+
+
+@pytest.mark.parametrize("name", ["cascade/gsp", "cascade/vcg", "myerson/threshold"])
+def test_an_empty_batch_gives_an_empty_outcome(name):
+    mechanism = ega_sim.make_mechanism(name, "three_bidders_two_slots")
+    empty = torch.empty(0, 3, dtype=torch.float64)
+    outcome = mechanism.run(AuctionRequests(empty, empty.clone()), empty)
+    assert outcome.slot_bidder.shape == (0, 2) and outcome.price_per_click.shape == (0, 2)
+
+
+@pytest.mark.parametrize("device", ["meta", "nonsense", "cuda:99"])
+def test_unusable_devices_are_one_line_errors(device):
+    with pytest.raises(ValueError, match=r"^device: ") as caught:
+        ega_sim.make_world("single_slot", device=device)
+    assert "\n" not in str(caught.value)
 
 
 def test_non_utf8_scenario_names_the_file(tmp_path):

@@ -46,7 +46,7 @@ def test_checkpoint_loads_and_evaluates(checkpoint, name):
     result = ega_sim.evaluate(mechanism, "feed_small", requests=6, seed=1, misreport="grid")
     for key in ("rpm", "ctr_poi", "ctr_img", "welfare_per_request", "regret_mean"):
         assert math.isfinite(getattr(result, key)), key
-    if name.endswith("gsp"):  # first price: truthful bidders earn nothing, psi is infinite
+    if name.endswith("gsp"):  # first price: truthful bidders earn nothing, psi is undefined
         assert math.isfinite(result.psi) and result.psi >= 0
     assert result.ir_violation_rate == 0.0
     assert result.ads_per_request <= 3

@@ -23,15 +23,14 @@ from ega_sim.envs import ENV_ID, parallel_env
 from ega_sim.envs.best_response import learn_multiplier, utility_curve
 from ega_sim.envs.market import AuctionMarket
 from ega_sim.envs.strategies import UCBBandit, make_strategy
+from ega_sim.world.distributions import Uniform
+from ega_sim.world.value_range import VALUE_MAX, VALUE_MIN
 from tests.conftest import position_auction, within_standard_errors
 
 # What check_env may say, and why it is fine here: the issue asks for a bid multiplier in
-# [0, gamma_max], not a normalized [-1, 1] box; values per click are unbounded above (a
-# lognormal has no maximum), so the observation box is too.
-ALLOWED_WARNINGS = (
-    "For Box action spaces, we recommend using a symmetric and normalized space",
-    "A Box observation space maximum value is infinity",
-)
+# [0, gamma_max], not a normalized [-1, 1] box. (The observation box is finite: values per
+# click are bounded when a scenario loads, world/value_range.py.)
+ALLOWED_WARNINGS = ("For Box action spaces, we recommend using a symmetric and normalized space",)
 
 SCENARIOS = [("textbook", "cascade/gsp"), ("feed_small", "oracle_cascade/gsp")]
 
@@ -46,6 +45,19 @@ def test_check_env_passes_with_only_the_allowed_warnings(scenario, mechanism):
         str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)
     ]
     assert unexpected == []
+
+
+@pytest.mark.parametrize("high", [VALUE_MIN, VALUE_MAX])
+def test_observations_at_the_value_bounds_are_finite_nonzero_and_in_the_box(high):
+    """The largest and smallest uniform value range a scenario may declare: the float32
+    observations stay finite and nonzero, and an infinite one would be outside the box."""
+    scenario = position_auction(2, (1.0,), values=Uniform(0.0, high))
+    env = gymnasium.make(ENV_ID, scenario=scenario, requests_per_step=4)
+    observation, _ = env.reset(seed=0)
+    values = observation[:, 0]
+    assert np.isfinite(values).all() and (values > 0).all()
+    assert env.observation_space.contains(observation)
+    assert not env.observation_space.contains(np.full_like(observation, np.inf))
 
 
 @pytest.mark.parametrize(("scenario", "mechanism"), SCENARIOS)

@@ -300,8 +300,9 @@ def test_swept_scenario_values_are_validated_on_load(tmp_path):
 
 
 def test_cell_records_are_strict_json(tmp_path):
-    """First price earns bidders nothing, so psi is infinite: stored as "inf", not Infinity
-    (which strict JSON readers reject), and read back as infinite."""
+    """Strict JSON (no NaN or Infinity, which strict readers reject). First price earns
+    bidders nothing, so psi (regret / a truthful utility of 0) is undefined: null in the
+    record, empty in results.csv."""
     spec = tiny(tmp_path, requests=50)
     out = tmp_path / "report"
     run_experiment(spec, out, workers=1, progress=False)
@@ -312,7 +313,7 @@ def test_cell_records_are_strict_json(tmp_path):
             assert value is None or value == "inf" or math.isfinite(value)
     results = pd.read_csv(out / "results.csv")
     psi = results[results["metric"] == "psi"].set_index("label")["value"]
-    assert math.isinf(psi["cascade/first"].iloc[0]) and (psi["VCG"] == 0).all()
+    assert math.isnan(psi["cascade/first"].iloc[0]) and (psi["VCG"] == 0).all()
 
 
 def test_quickstart_smoke_run(tmp_path):

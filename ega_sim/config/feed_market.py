@@ -7,10 +7,13 @@ default, so a scenario file names only what it changes. Ranges are checked as th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from ega_sim.config.errors import ConfigError
+from ega_sim.config.memory import check_memory, feed_market_bytes, replaced
 from ega_sim.config.reader import TableReader
+from ega_sim.world.value_range import log_values_fit, log_values_text
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,17 @@ _RANGES = {
 }
 
 
+# The market keys that size its tensors (config/memory.py); requests.candidate_ads too.
+MEMORY_KEYS = (
+    "n_pois",
+    "n_users",
+    "latent_dim",
+    "creative_dim",
+    "creatives_max",
+    "history_length",
+)
+
+
 @dataclass(frozen=True)
 class FeedMarketConfig:
     """A feed market scenario. Tables: market, requests, values, click_model, conversion,
@@ -208,10 +222,32 @@ class FeedMarketConfig:
             raise fail(
                 "requests.retrieval", f"at most candidate_ads ({req.candidate_ads})", req.retrieval
             )
+        _check_value_range(self.values, fail)
+        self._check_memory(fail)
         if self.reserve < 0:
             raise fail("reserve", "a number >= 0", self.reserve)
         if self.ecpm_floor < 0:
             raise fail("ecpm_floor", "a number >= 0", self.ecpm_floor)
+
+    def _check_memory(self, fail) -> None:
+        """Sizes beyond this machine's memory are refused, naming the key (config/memory.py)."""
+        market_defaults, request_defaults = MarketConfig(), RequestConfig()
+        candidates = {
+            f"market.{key}": (getattr(self.market, key), getattr(market_defaults, key))
+            for key in MEMORY_KEYS
+        }
+        candidates["requests.candidate_ads"] = (
+            self.requests.candidate_ads,
+            request_defaults.candidate_ads,
+        )
+        check_memory(
+            lambda changed: feed_market_bytes(
+                replaced(self.market, changed, "market."),
+                replaced(self.requests, changed, "requests."),
+            ),
+            candidates,
+            fail,
+        )
 
     @property
     def n_advertisers(self) -> int:
@@ -225,6 +261,31 @@ class FeedMarketConfig:
     def n_bidders(self) -> int:
         """Bidders of one request: its candidate ads."""
         return self.requests.candidate_ads
+
+
+def _log_value_moments(mean_log: float, spread: float, shock_sigma: float) -> tuple[float, float]:
+    """Mean and sd of log(value per click) = N(mean_log, spread^2) + a mean-one lognormal shock
+    (N(-shock_sigma^2 / 2, shock_sigma^2)): world/requests.py draws it so."""
+    return mean_log - 0.5 * shock_sigma * shock_sigma, math.hypot(spread, shock_sigma)
+
+
+def _check_value_range(values: ValueConfig, fail) -> None:
+    """Values per click must fit the float types (world/value_range.py). The key named is the
+    first of mean_log, spread, shock_sigma that takes the draws out of range, the later ones
+    set to 0."""
+    steps = (
+        ("mean_log", (values.mean_log, 0.0, 0.0)),
+        ("spread", (values.mean_log, values.spread, 0.0)),
+        ("shock_sigma", (values.mean_log, values.spread, values.shock_sigma)),
+    )
+    for key, parameters in steps:
+        mean, sd = _log_value_moments(*parameters)
+        if not log_values_fit(mean, sd):
+            raise fail(
+                f"values.{key}",
+                log_values_text(mean, sd),
+                getattr(values, key),
+            )
 
 
 def _read_table(reader: TableReader, cls):

@@ -15,8 +15,17 @@ from typing import Any
 
 from ega_sim.config.errors import ConfigError
 from ega_sim.config.feed_market import FeedMarketConfig, parse_feed_market
+from ega_sim.config.memory import check_memory, position_auction_bytes
 from ega_sim.config.reader import TableReader, read_toml
 from ega_sim.world.distributions import ContinuousDistribution, Fixed, LogNormal, Uniform
+from ega_sim.world.value_range import (
+    RANGE,
+    VALUE_MAX,
+    VALUE_MIN,
+    WHY,
+    log_values_fit,
+    log_values_text,
+)
 
 SCENARIO_KINDS = ("position_auction", "feed_market")
 DEFAULT_QUALITY = Fixed((1.0,))
@@ -60,6 +69,14 @@ class PositionAuctionConfig:
             raise fail("ecpm_floor", "a finite number >= 0", self.ecpm_floor)
         _validate_values(self.values, self.source)
         _validate_quality(self.quality, self.n_bidders, self.source)
+        check_memory(
+            lambda changed: position_auction_bytes(
+                changed.get("n_bidders", self.n_bidders),
+                len(changed.get("slot_ctr", self.slot_ctr)),
+            ),
+            {"n_bidders": (self.n_bidders, 1), "slot_ctr": (list(self.slot_ctr), (1.0,))},
+            fail,
+        )
 
     @property
     def n_slots(self) -> int:
@@ -77,11 +94,27 @@ def _validate_values(values: object, source: str) -> None:
             raise ConfigError(source, "values.low", "a value per click >= 0", values.low)
         if values.high <= values.low:
             raise ConfigError(source, "values.high", f"a number > low ({values.low})", values.high)
+        if not VALUE_MIN <= values.high <= VALUE_MAX:
+            raise ConfigError(
+                source,
+                "values.high",
+                f"a number in {RANGE}, so that {WHY}",
+                values.high,
+            )
     elif isinstance(values, LogNormal):
         if not math.isfinite(values.mean):
             raise ConfigError(source, "values.mean", "a finite number", values.mean)
         if not (math.isfinite(values.sigma) and values.sigma > 0.0):
             raise ConfigError(source, "values.sigma", "a number > 0", values.sigma)
+        if not log_values_fit(values.mean, values.sigma):
+            # The mean is at fault when it alone is out of range, else the spread around it.
+            key = "values.sigma" if log_values_fit(values.mean, 0.0) else "values.mean"
+            raise ConfigError(
+                source,
+                key,
+                log_values_text(values.mean, values.sigma),
+                getattr(values, key.split(".")[1]),
+            )
     else:
         raise ConfigError(source, "values", "a Uniform or LogNormal distribution", values)
 

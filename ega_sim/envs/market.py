@@ -19,6 +19,11 @@ from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.world.build import as_world
 from ega_sim.world.click_model import resolve_list
 
+# The observation boxes' upper bound: float32's largest finite number. Observations are finite
+# (an infinite one is outside the box): scenario values are bounded when loaded so that they
+# stay finite and nonzero in float32 (world/value_range.py).
+OBSERVATION_HIGH = float(np.finfo(np.float32).max)
+
 
 @dataclass(frozen=True)
 class Round:

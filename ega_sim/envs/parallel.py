@@ -21,7 +21,7 @@ import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from ega_sim.envs.market import AuctionMarket
+from ega_sim.envs.market import OBSERVATION_HIGH, AuctionMarket
 from ega_sim.envs.single import check_actions, check_settings
 from ega_sim.seeding import make_generator
 
@@ -60,7 +60,8 @@ class AdAuctionParallelEnv(ParallelEnv):
 
     @functools.cache  # noqa: B019 (one space object per agent, as PettingZoo asks)
     def observation_space(self, agent: str) -> spaces.Box:
-        return spaces.Box(0.0, np.inf, shape=(self.requests_per_step, 3), dtype=np.float32)
+        shape = (self.requests_per_step, 3)
+        return spaces.Box(0.0, OBSERVATION_HIGH, shape=shape, dtype=np.float32)
 
     @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> spaces.Box:

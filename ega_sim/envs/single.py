@@ -8,8 +8,8 @@ from the ground-truth click model (`reward="realized"`, the default) or expected
 (`reward="expected"`).
 
 Spaces (R = requests_per_step):
-- observation: Box [R, 2] float32, per request the agent's value per click and its context (its
-  quality q in a position auction, its mean value per click in a feed market);
+- observation: Box [R, 2] float32 (finite, >= 0), per request the agent's value per click and
+  its context (its quality q in a position auction, its mean value per click in a feed market);
 - action: Box [R] float32 in [0, gamma_max]. An action outside the box, NaN or infinite is a
   ValueError naming it: nothing is clipped.
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ega_sim.envs.market import AuctionMarket
+from ega_sim.envs.market import OBSERVATION_HIGH, AuctionMarket
 from ega_sim.envs.strategies import make_strategy
 from ega_sim.seeding import make_generator
 
@@ -141,7 +141,7 @@ class FocalGame:
         self.gamma_max = float(gamma_max)
         self.reward = reward
         self.observation_space = spaces.Box(
-            0.0, np.inf, shape=(requests_per_step, 2), dtype=np.float32
+            0.0, OBSERVATION_HIGH, shape=(requests_per_step, 2), dtype=np.float32
         )
         self.action_space = spaces.Box(
             0.0, self.gamma_max, shape=(requests_per_step,), dtype=np.float32

@@ -308,6 +308,22 @@ EVALUATE_METRICS = (
 )
 
 
+FEED_ONLY_METRICS = ("ctr_img", "gmv_per_request")  # image clicks and orders: feed markets
+
+
+def _applies(name: str, world, result) -> bool:
+    """Whether a cell has figure `name` at all. One it has can still be undefined (NaN, null
+    in the record, empty in results.csv): a ratio with nothing in its denominator, like psi
+    when truthful bidders earn nothing or ctr_poi when no ad is shown."""
+    if name in FEED_ONLY_METRICS:
+        return isinstance(world.config, FeedMarketConfig)
+    if name == "non_monotone_rate":  # generated lists' regret search only: absent elsewhere
+        return False
+    if name in (*RATIO_FIGURES, "regret_max"):
+        return result.regret_requests > 0  # a regret search ran
+    return True
+
+
 def _evaluate_cell(cell: Cell, world, checkpoint):
     from ega_sim.evaluation import evaluate_detailed
     from ega_sim.mechanisms.registry import make_mechanism
@@ -329,8 +345,8 @@ def _evaluate_cell(cell: Cell, world, checkpoint):
     metrics = {}
     for name, key, se_key in EVALUATE_METRICS:
         value = getattr(result, key)
-        if math.isnan(value):
-            continue
+        if math.isnan(value) and not _applies(name, world, result):
+            continue  # a figure this cell does not have; an undefined one is kept, as null
         se = math.nan if se_key is None else getattr(result, se_key)
         if name == "rpm":
             se = 1000.0 * result.revenue_per_request_se

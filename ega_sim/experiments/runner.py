@@ -111,8 +111,8 @@ def _check_paths(plan: Plan, out: Path, artifacts_root: Path) -> None:
 
 
 def _json_safe(record):
-    """Strict JSON: NaN as null, infinities as the strings "inf" and "-inf" (psi is infinite
-    where truthful bidders earn nothing, as under first price)."""
+    """Strict JSON: NaN (an undefined figure, e.g. psi where truthful bidders earn nothing) as
+    null, infinities as the strings "inf" and "-inf"."""
     if isinstance(record, float):
         if math.isinf(record):
             return "inf" if record > 0 else "-inf"

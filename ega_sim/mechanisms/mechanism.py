@@ -7,10 +7,11 @@ import torch
 from ega_sim.mechanisms.base import Outcome
 from ega_sim.mechanisms.rank import BidderView, RankByScoreAllocator
 from ega_sim.world.position_auction import AuctionRequests
+from ega_sim.world.tensor_checks import check_nonnegative
 
 
 def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids") -> None:
-    """Bids are a [B, N] tensor of finite numbers >= 0 matching the requests."""
+    """Bids are a [B, N] floating-point tensor of finite numbers >= 0 matching the requests."""
     if not isinstance(bids, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor [B, N], got {type(bids).__name__}")
     if bids.shape != requests.value_per_click.shape:
@@ -22,14 +23,9 @@ def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids"
 
 
 def check_bid_values(bids: torch.Tensor, name: str = "bids") -> None:
-    """Bids of any shape are finite numbers >= 0."""
-    if bids.numel() == 0:
-        return
-    lowest, highest = torch.aminmax(bids)  # one pass; NaN propagates and fails both checks
-    if not (bool(lowest >= 0) and bool(highest < torch.inf)):
-        if not bool(torch.isfinite(bids).all()):
-            raise ValueError(f"{name}: expected finite numbers, got NaN or infinity")
-        raise ValueError(f"{name}: expected bids >= 0, got {float(lowest)}")
+    """Bids of any shape are real floating-point numbers, finite and >= 0 (a bool or integer
+    tensor is a TypeError, not bids of 0 and 1)."""
+    check_nonnegative(bids, name, "bids >= 0")
 
 
 class RankMechanism:

@@ -131,7 +131,7 @@ class RankByScoreAllocator:
         # position N is a sentinel column: no bidder, score -inf, welfare 0.
         j = torch.arange(self.n_slots, device=bids.device)  # [K]
         position = (j + (j >= own_rank.unsqueeze(2)).long()).clamp(max=n_bidders)  # [B, R, K]
-        flat_position = position.reshape(batch, -1)
+        flat_position = position.flatten(1)  # [B, R * K]; B may be 0
         sentinel = torch.full((batch, 1), n_bidders, dtype=torch.long, device=bids.device)
         order = torch.cat([allocation.order, sentinel], dim=1)  # [B, N + 1]
         competitor_flat = order.gather(1, flat_position)  # [B, R * K]

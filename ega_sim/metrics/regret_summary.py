@@ -121,16 +121,6 @@ class RegretSummary:
     utility_sample: tuple[float, ...] = ()
 
 
-def _point(sums: RatioSums, numerator: float) -> float:
-    """The ratio as evaluate has always reported it: sum x / sum y, 0 when both are 0 and
-    infinite when only y is (psi of first price: truthful bidders earn nothing)."""
-    if math.isnan(numerator) or math.isnan(sums.sy):
-        return math.nan
-    if sums.sy > 0:
-        return sums.ratio
-    return 0.0 if numerator == 0 else math.inf
-
-
 def summarize_regret(
     joined: dict[str, torch.Tensor], spec: MisreportSpec, mechanism, seed: int
 ) -> RegretSummary:
@@ -154,9 +144,9 @@ def summarize_regret(
         "regret_mean_model": ratio_sums(joined["regret_model_sum"], joined["pairs"]),
         "psi_model": ratio_sums(joined["regret_model_sum"], joined["utility_model_sum"]),
     }
-    figures = {name: _point(part, part.sx) for name, part in sums.items()}
-    if not positive.numel():
-        figures["psi_per_ad"] = math.nan  # no ad earns anything (first price)
+    # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
+    # (first price, or no ad ever shown), the per-ad psi when no ad's utility counts
+    figures = {name: part.ratio for name, part in sums.items()}
     figures["regret_mean_se"] = sums["regret_mean"].standard_error()
     if "responses" in joined:  # share of the searched ads whose allocation is not monotone
         sums["non_monotone_rate"] = ratio_sums(joined["non_monotone"], joined["responses"])

@@ -24,13 +24,25 @@ WORLD_TYPES = (PositionAuctionWorld, FeedMarketWorld)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch device, with a clear error when CUDA is asked for but absent."""
+    """A torch device the simulation can run on: the CPU or a CUDA device torch sees. Anything
+    else (a typo, 'meta', which holds no numbers, a CUDA index past the last device) is a
+    one-line ValueError naming `device`."""
+    expected = "expected 'cpu', 'cuda' or 'cuda:N'"
     try:
         device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device here")
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device: {expected}, got {device!r}") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device here")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"device: {expected} with N < {count} (the CUDA devices torch sees), got "
+                f"{str(device)!r}"
+            )
+    elif device.type != "cpu":
+        raise ValueError(f"device: {expected} (a device that computes), got {str(device)!r}")
     return device
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ega_sim.config.scenario import PositionAuctionConfig
+from ega_sim.world.tensor_checks import check_floating, in_range_flag, range_error
 
 if TYPE_CHECKING:
     from ega_sim.mechanisms.base import Allocation
@@ -19,17 +20,48 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AuctionRequests:
-    """A batch of B independent auctions among the same N bidder seats."""
+    """A batch of B independent auctions among the same N >= 1 bidder seats.
+
+    Checked when built, with the scenario files' rules: both [B, N] floating-point tensors on
+    one device, values per click finite and >= 0, qualities (pCTRs) in (0, 1] (a quality of 0
+    would divide a price by 0). B = 0 is an empty batch: mechanisms return [0, K] outcomes.
+    A wrong type is a TypeError, a wrong shape or value a ValueError, naming the field.
+    """
 
     value_per_click: torch.Tensor  # [B, N] private values (the truthful bids)
     quality: torch.Tensor  # [B, N] pCTR q_i in (0, 1]
 
     def __post_init__(self) -> None:
-        if self.value_per_click.ndim != 2 or self.value_per_click.shape != self.quality.shape:
+        values, quality = self.value_per_click, self.quality
+        check_floating(values, "AuctionRequests.value_per_click")
+        check_floating(quality, "AuctionRequests.quality")
+        if values.ndim != 2 or values.shape != quality.shape or values.shape[1] < 1:
             raise ValueError(
-                "AuctionRequests: value_per_click and quality must both be [B, N], got "
-                f"{tuple(self.value_per_click.shape)} and {tuple(self.quality.shape)}"
+                "AuctionRequests: expected value_per_click and quality both [B, N] with N >= 1 "
+                f"bidders, got {tuple(values.shape)} and {tuple(quality.shape)}"
             )
+        if values.device != quality.device:
+            raise ValueError(
+                "AuctionRequests: expected value_per_click and quality on one device, got "
+                f"{values.device} and {quality.device}"
+            )
+        values_ok = in_range_flag(values, 0.0, torch.inf)
+        quality_ok = in_range_flag(quality, 0.0, 1.0, low_open=True)
+        if not bool(values_ok & quality_ok):  # one sync for both
+            if not bool(values_ok):
+                raise range_error(values, "AuctionRequests.value_per_click", "values >= 0", 0.0)
+            raise range_error(
+                quality, "AuctionRequests.quality", "pCTRs in (0, 1]", 0.0, low_open=True
+            )
+
+    @classmethod
+    def _derived(cls, value_per_click: torch.Tensor, quality: torch.Tensor) -> AuctionRequests:
+        """A batch made from a checked one (moved, sliced, selected, repeated): its rows are
+        rows of that one, so the checks are not run again (they would cost a device sync)."""
+        requests = object.__new__(cls)
+        object.__setattr__(requests, "value_per_click", value_per_click)
+        object.__setattr__(requests, "quality", quality)
+        return requests
 
     @property
     def batch_size(self) -> int:
@@ -40,18 +72,18 @@ class AuctionRequests:
         return self.value_per_click.shape[1]
 
     def to(self, device: torch.device | str) -> AuctionRequests:
-        return AuctionRequests(self.value_per_click.to(device), self.quality.to(device))
+        return self._derived(self.value_per_click.to(device), self.quality.to(device))
 
     def slice(self, start: int, stop: int) -> AuctionRequests:
-        return AuctionRequests(self.value_per_click[start:stop], self.quality[start:stop])
+        return self._derived(self.value_per_click[start:stop], self.quality[start:stop])
 
     def select(self, index: torch.Tensor) -> AuctionRequests:
         """Requests `index` [R] (repeats allowed)."""
-        return AuctionRequests(self.value_per_click[index], self.quality[index])
+        return self._derived(self.value_per_click[index], self.quality[index])
 
     def repeat_each(self, times: int) -> AuctionRequests:
         """Each request repeated `times` times in a row: [B, N] -> [B * times, N]."""
-        return AuctionRequests(
+        return self._derived(
             self.value_per_click.repeat_interleave(times, dim=0),
             self.quality.repeat_interleave(times, dim=0),
         )

@@ -82,7 +82,7 @@ def comparison_png(
                     x = i - 0.4 + width * (h + 0.5)
                     color = hue_colors[h] if len(points) > 1 else hue_colors[i]
                     mean = math.nan if row is None else row["mean"]
-                    if not all_finite(mean):  # no figure (or psi of first price, inf): say so
+                    if not all_finite(mean):  # no figure (e.g. psi of first price): say so
                         axis.text(
                             x,
                             0.02,
