@@ -206,6 +206,16 @@ def test_meta_json_with_a_bare_number_for_a_checksum_is_refused(feed_small_logs,
         read_logs(logs, load_scenario("feed_small"))
 
 
+@pytest.mark.parametrize(
+    "key, value", [("requests", "many"), ("requests", 1), ("seed", "0"), ("seed", None)]
+)
+def test_meta_json_counts_that_are_not_the_logs_are_refused(feed_small_logs, tmp_path, key, value):
+    logs = _copy(feed_small_logs, tmp_path)
+    _edit_record(logs / "meta.json", lambda r: r.update({key: value}))
+    with pytest.raises(LogError, match=rf"meta\.json: key '{key}': expected"):
+        read_logs(logs, load_scenario("feed_small"))
+
+
 class _RunsCode:
     """Unpickled, it would create the file `marker`."""
 

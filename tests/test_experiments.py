@@ -295,7 +295,10 @@ def test_malformed_experiment_names_the_key(tmp_path, text, key):
 def test_swept_scenario_values_are_validated_on_load(tmp_path):
     text = 'scenarios = ["textbook"]\nmechanisms = ["cascade/gsp"]\n[sweep]\n'
     path = write_experiment(tmp_path, text + '"scenario.reserve" = [0.1, -1]', "bad.toml")
-    with pytest.raises(ConfigError, match="reserve"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: key 'sweep\.scenario\.reserve'"):
+        load_experiment(path)
+    path = write_experiment(tmp_path, text + '"scenario.n_bidders" = [0]', "bad.toml")
+    with pytest.raises(ConfigError, match=r"bad\.toml: key 'sweep\.scenario\.n_bidders'"):
         load_experiment(path)
 
 

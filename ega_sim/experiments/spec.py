@@ -322,6 +322,22 @@ def _bool(reader: TableReader, key: str, default: bool) -> bool:
     return value
 
 
+def _check_swept_scenario(spec: ExperimentSpec, scenario_ref: str, point: dict) -> None:
+    """A sweep point's scenario values, validated as in the scenario file; an error names the
+    experiment file and the sweep key where the bad value is written."""
+    try:
+        load_scenario(scenario_ref, point)
+    except ConfigError as error:
+        swept = error.key if error.key in point else None
+        if swept is None:  # a value that fails with others, e.g. a range of two keys
+            swept = next((key for key in point if error.key.startswith(key)), None)
+        if swept is None:
+            raise
+        raise ConfigError(
+            spec.source, f"sweep.scenario.{swept}", f"{error.expected} ({error.source})", error.got
+        ) from None
+
+
 def _check_mechanisms(spec: ExperimentSpec) -> None:
     """Every mechanism must apply to every scenario, and settings only to generative ones."""
     from ega_sim.mechanisms.registry import GENERATIVE_ALLOCATORS, mechanism_names
@@ -338,7 +354,7 @@ def _check_mechanisms(spec: ExperimentSpec) -> None:
         scenario = load_scenario(scenario_ref)
         for point in overrides:  # a swept value is checked like a value in the file
             if point:
-                load_scenario(scenario_ref, point)
+                _check_swept_scenario(spec, scenario_ref, point)
         known = mechanism_names(scenario)
         for i, mechanism in enumerate(spec.mechanisms):
             if mechanism.name not in known:

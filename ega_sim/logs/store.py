@@ -102,8 +102,8 @@ def _platform_arrays(platform: ObservedMarket) -> dict[str, np.ndarray]:
 def write_logs(
     out: str | Path, exposures: dict[str, torch.Tensor], platform: ObservedMarket, meta: dict
 ) -> Path:
-    """Write a log folder; `meta` gets the format version, the fingerprint of the platform's
-    world and the files' checksums."""
+    """Write a log folder; `meta` gets the format version, the count of logged requests, the
+    fingerprint of the platform's world and the files' checksums."""
     out = Path(out)
     missing = set(EXPOSURE_COLUMNS) - set(exposures)
     if missing:
@@ -119,6 +119,7 @@ def write_logs(
     record = {
         "format_version": FORMAT_VERSION,
         **meta,
+        "requests": len(exposures["user"]),  # what read_logs checks the rows against
         "world": world_fingerprint(platform.config),
         "files": checksums,
     }
@@ -136,6 +137,19 @@ def _load_checked(directory: Path, name: str, files: dict) -> dict[str, np.ndarr
             return {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise LogError(f"{path}: not a readable NPZ file ({error})") from None
+
+
+def _check_counts(meta: dict, meta_path: Path, rows: int) -> None:
+    """meta.json's seed and request count are what a trainer copies into its checkpoint and
+    matches against what it was asked for: an integer seed and the logged rows' count."""
+    seed, requests = meta.get("seed"), meta.get("requests")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise LogError(f"{meta_path}: key 'seed': expected an integer, got {seed!r}; {RESIMULATE}")
+    if requests != rows or isinstance(requests, bool):
+        raise LogError(
+            f"{meta_path}: key 'requests': expected the {rows} logged requests of "
+            f"exposures.npz, got {requests!r}; {RESIMULATE}"
+        )
 
 
 def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -> Logs:
@@ -175,6 +189,7 @@ def read_logs(directory: str | Path, scenario: FeedMarketConfig | None = None) -
     missing = set(EXPOSURE_COLUMNS) - set(exposures)
     if missing:
         raise LogError(f"{directory / 'exposures.npz'}: missing columns {sorted(missing)}")
+    _check_counts(meta, meta_path, rows=len(exposures["user"]))
     try:
         observed = ObservedMarket(
             config=scenario, **{k: torch.from_numpy(v) for k, v in platform.items()}
