@@ -124,34 +124,29 @@ def run_generative_bench(
                     "requests",
                     seconds,
                 )
-        for name in ("ega/gsp", "ega/threshold"):
+
+        def measure(name: str, misreport: str, count: int, benchmark: str, label: str) -> None:
+            """`evaluate` of `name` on `count` requests after a warm-up, with its peak memory;
+            `label` may name `{bidders}`, whose regret was searched."""
             mechanism = make_mechanism(name, world, checkpoint=checkpoint)
+            evaluate(mechanism, world, requests=8, misreport=misreport)  # warm-up
             _reset_peak(world.device)
-            result = evaluate(mechanism, world, requests=priced_requests, misreport="none")
+            result = evaluate(mechanism, world, requests=count, misreport=misreport)
             record = {
                 **base,
-                "benchmark": f"{name} priced by bid response",
-                "requests": priced_requests,
+                "benchmark": benchmark,
+                "requests": count,
+                "regret_pairs": result.regret_pairs,
                 "seconds": result.seconds,
-                "per_second": priced_requests / result.seconds,
+                "per_second": count / result.seconds,
                 "peak_memory_mib": _peak_mib(world.device),
             }
             what = f"{scenario}, peak {record['peak_memory_mib']:,.0f} MiB"
-            label = f"{name}, by bid response"
-            printer.rate(record, label, what, priced_requests, "requests", result.seconds)
-        mechanism = make_mechanism("ega/gsp", world, checkpoint=checkpoint)
-        evaluate(mechanism, world, requests=8, misreport="grid")  # warm-up
-        _reset_peak(world.device)
-        result = evaluate(mechanism, world, requests=regret_requests, misreport="grid")
-        record = {
-            **base,
-            "benchmark": "ega/gsp grid regret",
-            "requests": regret_requests,
-            "regret_pairs": result.regret_pairs,
-            "seconds": result.seconds,
-            "per_second": regret_requests / result.seconds,
-            "peak_memory_mib": _peak_mib(world.device),
-        }
-        what = f"{scenario}, peak {record['peak_memory_mib']:,.0f} MiB"
-        label = f"ega/gsp grid regret ({result.regret_bidders} ads)"
-        printer.rate(record, label, what, regret_requests, "requests", result.seconds)
+            label = label.format(bidders=result.regret_bidders)
+            printer.rate(record, label, what, count, "requests", result.seconds)
+
+        for name in ("ega/gsp", "ega/threshold"):
+            benchmark = f"{name} priced by bid response"
+            measure(name, "none", priced_requests, benchmark, f"{name}, by bid response")
+        label = "ega/gsp grid regret ({bidders} ads)"
+        measure("ega/gsp", "grid", regret_requests, "ega/gsp grid regret", label)
