@@ -54,13 +54,14 @@ def _one_line_error(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def _evaluate_paynet(checkpoint: Path, scenario: str = "single_slot") -> list[str]:
+def _evaluate(checkpoint: Path, scenario: str, mechanism: str) -> list[str]:
+    """`ega-sim evaluate` of `mechanism` on a few requests, without regret."""
     return [
         "evaluate",
         "--scenario",
         scenario,
         "--mechanism",
-        "cascade/paynet",
+        mechanism,
         "--requests",
         "8",
         "--misreport",
@@ -68,22 +69,14 @@ def _evaluate_paynet(checkpoint: Path, scenario: str = "single_slot") -> list[st
         "--checkpoint",
         str(checkpoint),
     ]
+
+
+def _evaluate_paynet(checkpoint: Path, scenario: str = "single_slot") -> list[str]:
+    return _evaluate(checkpoint, scenario, "cascade/paynet")
 
 
 def _evaluate_cascade(checkpoint: Path, scenario: str = "feed_small") -> list[str]:
-    return [
-        "evaluate",
-        "--scenario",
-        scenario,
-        "--mechanism",
-        "cascade/gsp",
-        "--requests",
-        "8",
-        "--misreport",
-        "none",
-        "--checkpoint",
-        str(checkpoint),
-    ]
+    return _evaluate(checkpoint, scenario, "cascade/gsp")
 
 
 def test_flipped_bytes_in_paynet_pt_are_refused(single_slot_paynet, tmp_path, capsys):

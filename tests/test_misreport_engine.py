@@ -14,6 +14,7 @@ import ega_sim
 from ega_sim.mechanisms.base import per_bidder
 from ega_sim.mechanisms.registry import paynet_mechanism
 from ega_sim.metrics.regret import MisreportSpec, candidate_misreports, misreport_utility
+from ega_sim.metrics.regret_summary import searched_bidders
 from ega_sim.metrics.rerun import deviation_profiles
 from ega_sim.payment.generated_rule import generated_feature_count
 from ega_sim.payment.network import PaymentNetwork
@@ -59,6 +60,11 @@ def test_run_searches_equals_running_every_profile_alone(world, feed_small_ega, 
         assert bool((together.allocation.slot_item != truthful).any(1).any())
 
 
+def _shown(outcome, n_bidders: int) -> torch.Tensor:
+    """[B, N] bool: the ads in the list, the bidders the paper's regret search covers."""
+    return searched_bidders(MisreportSpec("grid", bidders="shown"), None, outcome, n_bidders)
+
+
 def test_shown_ads_regret_equals_rerunning_each_misreport_by_hand(world, feed_small_ega):
     # First price: the engine's allocation is the subject, not a price rule. The misreports are
     # re-run here as requests of their own, all in one batch (a lone request on the CPU runs
@@ -68,8 +74,7 @@ def test_shown_ads_regret_equals_rerunning_each_misreport_by_hand(world, feed_sm
     bids = requests.value_per_click
     outcome = mechanism.run(requests, bids)
     n_bidders = bids.shape[1]
-    shown = per_bidder(outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders)
-    searched = shown.bool()
+    searched = _shown(outcome, n_bidders)
     search = misreport_utility(
         MisreportSpec("grid"), mechanism, world, requests, bids, searched=searched
     )
@@ -153,11 +158,10 @@ def test_the_threshold_price_leaves_no_profitable_misreport_under_the_model(worl
     bids = requests.value_per_click
     outcome = mechanism.run(requests, bids)
     n_bidders = bids.shape[1]
-    shown = per_bidder(outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders)
+    shown = _shown(outcome, n_bidders)
     search = misreport_utility(
-        MisreportSpec("grid"), mechanism, world, requests, bids, searched=shown.bool(),
-        with_model=True,
-    )  # fmt: skip
+        MisreportSpec("grid"), mechanism, world, requests, bids, searched=shown, with_model=True
+    )
     margin = torch.where(
         outcome.allocation.shown,
         bids.gather(1, outcome.slot_bidder.clamp(min=0)) - outcome.price_per_click,
@@ -181,9 +185,7 @@ def test_one_response_per_ad_equals_rerunning_every_misreport(world, feed_small_
     bids = requests.value_per_click
     outcome = mechanism.run(requests, bids)
     n_bidders = bids.shape[1]
-    searched = per_bidder(
-        outcome.allocation.shown.to(torch.uint8), outcome.slot_bidder, n_bidders
-    ).bool()
+    searched = _shown(outcome, n_bidders)
     spec = MisreportSpec("grid")
     fast = misreport_utility(spec, mechanism, world, requests, bids, searched=searched)
     slow = misreport_utility(spec, mechanism, world, requests, bids, searched=searched, rerun=True)
