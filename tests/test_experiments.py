@@ -237,6 +237,20 @@ def test_shipped_experiments_load_and_plan():
         assert plan_experiment(quick_spec(spec)).cells
 
 
+def test_the_documented_keys_are_accepted(tmp_path):
+    """experiments/README.md's block of every key is a valid experiment (its one alternative,
+    the plain mechanism list beside the [[mechanisms]] tables, dropped): a documented example
+    the tool refuses is a bug (it once swept beta = 0)."""
+    text = (REPO / "experiments" / "README.md").read_text()
+    block = text.split("## Keys", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.startswith("mechanisms = [")]
+    path = tmp_path / "my_experiment.toml"
+    path.write_text("\n".join(lines))
+    spec = load_experiment(path)
+    assert [mechanism.name for mechanism in spec.mechanisms] == ["ega/paynet"]
+    assert plan_experiment(spec).cells
+
+
 def test_learned_parts_are_trained_once_and_shared():
     plan = plan_experiment(load_experiment(REPO / "experiments" / "quickstart.toml"))
     kinds = sorted(artifact.kind for artifact in plan.artifacts.values())
