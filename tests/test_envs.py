@@ -118,8 +118,8 @@ def test_native_vector_env_is_the_vector_entry_point_and_truncates_together():
     ("action", "message"),
     [
         ([float("nan")], "finite"),
-        ([-0.1], r"in \[0, 2.0\]"),
-        ([2.5], r"in \[0, 2.0\]"),
+        ([-0.1], r"in \[0.0, 2.0\]"),
+        ([2.5], r"in \[0.0, 2.0\]"),
         ([1.0, 1.0], "shape"),
     ],
 )
