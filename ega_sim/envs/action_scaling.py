@@ -5,7 +5,7 @@ One affine map and its inverse, used by both sides of a trained policy: `normali
 focal agent, while it trains and when it is evaluated) and `envs.sb3.PolicyStrategy` (the same
 policy as an opponent). The map is computed in float32 against the environment's own float32
 bound, so the box edges meet exactly: -1 -> 0 and +1 -> float32(gamma_max), the Box's `high`,
-for every gamma_max. (Gymnasium's RescaleAction computes a float64 slope and intercept and can
+for every gamma_max. (Gymnasium's RescaleAction applies a rounded slope and intercept, which can
 land a float step above the bound, which the environment rejects.)
 """
 
