@@ -20,6 +20,7 @@ import pandas as pd
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
 from ega_sim.envs import ENV_ID
+from ega_sim.envs.action_scaling import to_policy_actions
 from ega_sim.envs.best_response import learn_multiplier, utility_curve
 from ega_sim.envs.market import AuctionMarket
 from ega_sim.envs.strategies import MULTIPLIER_GRID, UCBBandit
@@ -63,10 +64,12 @@ def _ppo(market: AuctionMarket, steps: int, per_step: int, seed: int):
     evaluation.reset(seed=seed + 1)
     multiplier, utility = evaluate_policy(model, evaluation, steps=16)
 
+    # Multiplier 1 (bid the value) as a normalized action: 0 in the default [0, 2] box.
+    truthful_action = to_policy_actions(np.ones(per_step), evaluation.normalized_gamma_max)
+
     class Truthful:
         def predict(self, observation, deterministic=True):
-            # 0 in [-1, 1] is multiplier 1 in the default [0, 2] box: bid the value.
-            return np.zeros(observation.shape[:-1], dtype=np.float32), None
+            return np.broadcast_to(truthful_action, observation.shape[:-1]).copy(), None
 
     evaluation.reset(seed=seed + 1)
     _, truthful = evaluate_policy(Truthful(), evaluation, steps=16)

@@ -60,19 +60,27 @@ def check_settings(
         raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
 
 
-def check_actions(action, shape: tuple[int, ...], gamma_max: float) -> np.ndarray:
-    """The action as float64 multipliers of `shape`; anything outside [0, gamma_max] is an
-    error (ValueError naming what was wrong)."""
+def check_actions(
+    action,
+    shape: tuple[int, ...],
+    gamma_max: float,
+    *,
+    low: float = 0.0,
+    what: str = "bid multipliers",
+) -> np.ndarray:
+    """The action as float64 `what` of `shape`; anything outside [low, gamma_max] (the float32
+    Box's bounds) is an error (ValueError naming what was wrong, with every digit)."""
     multipliers = np.asarray(action, dtype=np.float64)
     if multipliers.shape != shape:
         raise ValueError(f"action: expected shape {shape}, got {multipliers.shape}")
     if not np.isfinite(multipliers).all():
-        raise ValueError("action: expected finite bid multipliers, got NaN or infinity")
-    top = float(np.float32(gamma_max))  # the Box's own bound, as float32
-    if (multipliers < 0).any() or (multipliers > top).any():
+        raise ValueError(f"action: expected finite {what}, got NaN or infinity")
+    bottom, top = float(np.float32(low)), float(np.float32(gamma_max))  # the Box's own bounds
+    if (multipliers < bottom).any() or (multipliers > top).any():
+        rounded = "" if (bottom, top) == (low, gamma_max) else f" (float32 of {gamma_max!r})"
         raise ValueError(
-            f"action: expected bid multipliers in [0, {gamma_max}], got "
-            f"{multipliers.min():.6g} .. {multipliers.max():.6g}"
+            f"action: expected {what} in [{bottom!r}, {top!r}]{rounded}, got "
+            f"{float(multipliers.min())!r} .. {float(multipliers.max())!r}"
         )
     return multipliers
 
