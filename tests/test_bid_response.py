@@ -19,7 +19,7 @@ def _shown(mechanism, requests, bids):
 
 
 @pytest.mark.parametrize(
-    "scenario", ["textbook", "three_bidders_two_slots", "lognormal_heavy_tail"]
+    "scenario", ["textbook", "three_bidders_two_slots", "lognormal_heavy_tail", "bimodal_ironing"]
 )
 @pytest.mark.parametrize("allocator", ["cascade", "myerson"])
 @pytest.mark.parametrize(("rule", "track"), [("gsp", "position"), ("threshold", "ctr")])

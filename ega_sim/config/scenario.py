@@ -17,7 +17,13 @@ from ega_sim.config.errors import ConfigError
 from ega_sim.config.feed_market import FeedMarketConfig, parse_feed_market
 from ega_sim.config.memory import check_memory, position_auction_bytes
 from ega_sim.config.reader import TableReader, read_toml
-from ega_sim.world.distributions import ContinuousDistribution, Fixed, LogNormal, Uniform
+from ega_sim.world.distributions import (
+    ContinuousDistribution,
+    Fixed,
+    LogNormal,
+    Mixture,
+    Uniform,
+)
 from ega_sim.world.value_range import (
     RANGE,
     VALUE_MAX,
@@ -86,37 +92,68 @@ class PositionAuctionConfig:
 ScenarioConfig = PositionAuctionConfig | FeedMarketConfig
 
 
-def _validate_values(values: object, source: str) -> None:
+MIXTURE_WEIGHT_TOLERANCE = 1e-9  # |sum of weights - 1| allowed, for decimals like 0.7 + 0.2 + 0.1
+
+
+def _validate_values(
+    values: object, source: str, key: str = "values", *, component: bool = False
+) -> None:
+    """Check a value distribution; errors name `key` (e.g. values.components[1].high). A
+    mixture's `component` is a uniform or lognormal (mixtures do not nest)."""
     if isinstance(values, Uniform):
         if not (math.isfinite(values.low) and math.isfinite(values.high)):
-            raise ConfigError(source, "values", "finite low and high", values)
+            raise ConfigError(source, key, "finite low and high", values)
         if values.low < 0.0:
-            raise ConfigError(source, "values.low", "a value per click >= 0", values.low)
+            raise ConfigError(source, f"{key}.low", "a value per click >= 0", values.low)
         if values.high <= values.low:
-            raise ConfigError(source, "values.high", f"a number > low ({values.low})", values.high)
+            raise ConfigError(source, f"{key}.high", f"a number > low ({values.low})", values.high)
         if not VALUE_MIN <= values.high <= VALUE_MAX:
             raise ConfigError(
                 source,
-                "values.high",
+                f"{key}.high",
                 f"a number in {RANGE}, so that {WHY}",
                 values.high,
             )
     elif isinstance(values, LogNormal):
         if not math.isfinite(values.mean):
-            raise ConfigError(source, "values.mean", "a finite number", values.mean)
+            raise ConfigError(source, f"{key}.mean", "a finite number", values.mean)
         if not (math.isfinite(values.sigma) and values.sigma > 0.0):
-            raise ConfigError(source, "values.sigma", "a number > 0", values.sigma)
+            raise ConfigError(source, f"{key}.sigma", "a number > 0", values.sigma)
         if not log_values_fit(values.mean, values.sigma):
             # The mean is at fault when it alone is out of range, else the spread around it.
-            key = "values.sigma" if log_values_fit(values.mean, 0.0) else "values.mean"
+            field = "sigma" if log_values_fit(values.mean, 0.0) else "mean"
             raise ConfigError(
                 source,
-                key,
+                f"{key}.{field}",
                 log_values_text(values.mean, values.sigma),
-                getattr(values, key.split(".")[1]),
+                getattr(values, field),
             )
+    elif isinstance(values, Mixture) and not component:
+        _validate_mixture(values, source, key)
+    elif component:
+        expected = "a Uniform or LogNormal distribution (mixtures do not nest)"
+        raise ConfigError(source, key, expected, values)
     else:
-        raise ConfigError(source, "values", "a Uniform or LogNormal distribution", values)
+        raise ConfigError(source, key, "a Uniform, LogNormal or Mixture distribution", values)
+
+
+def _validate_mixture(values: Mixture, source: str, key: str) -> None:
+    if len(values.components) < 1 or len(values.weights) != len(values.components):
+        raise ConfigError(
+            source, f"{key}.components", "one or more components, each with a weight", values
+        )
+    for i, (weight, part) in enumerate(zip(values.weights, values.components, strict=True)):
+        if not (math.isfinite(weight) and weight > 0.0):
+            raise ConfigError(source, f"{key}.components[{i}].weight", "a number > 0", weight)
+        _validate_values(part, source, f"{key}.components[{i}]", component=True)
+    total = math.fsum(values.weights)
+    if abs(total - 1.0) > MIXTURE_WEIGHT_TOLERANCE:
+        raise ConfigError(
+            source,
+            f"{key}.components",
+            f"weights summing to 1 (within {MIXTURE_WEIGHT_TOLERANCE:g})",
+            f"weights {list(values.weights)} summing to {total!r}",
+        )
 
 
 def _validate_quality(quality: object, n_bidders: int, source: str) -> None:
@@ -136,13 +173,36 @@ def _validate_quality(quality: object, n_bidders: int, source: str) -> None:
 
 
 def _read_values(table: TableReader) -> ContinuousDistribution:
-    dist = table.str("dist", choices=("uniform", "lognormal"))
-    if dist == "uniform":
-        result: ContinuousDistribution = Uniform(table.float("low"), table.float("high"))
+    dist = table.str("dist", choices=("uniform", "lognormal", "mixture"))
+    if dist == "mixture":
+        result: ContinuousDistribution = _read_mixture(table)
     else:
-        result = LogNormal(table.float("mean"), table.float("sigma"))
+        result = _read_component(table, dist)
     table.finish()
     return result
+
+
+def _read_component(table: TableReader, dist: str) -> Uniform | LogNormal:
+    if dist == "uniform":
+        return Uniform(table.float("low"), table.float("high"))
+    return LogNormal(table.float("mean"), table.float("sigma"))
+
+
+def _read_mixture(table: TableReader) -> Mixture:
+    """`[[values.components]]` tables, each a uniform or lognormal with its `weight`."""
+    items = table.raw("components")
+    if not isinstance(items, list) or not items:
+        raise table.error(
+            "components", "one or more [[values.components]] tables (dist, weight, ...)", items
+        )
+    weights, components = [], []
+    for i, item in enumerate(items):
+        reader = TableReader(item, table.source, prefix=table.key_name(f"components[{i}]."))
+        dist = reader.str("dist", choices=("uniform", "lognormal"))
+        weights.append(reader.float("weight", min=0.0, min_exclusive=True))
+        components.append(_read_component(reader, dist))
+        reader.finish()
+    return Mixture(tuple(weights), tuple(components))
 
 
 def _read_quality(table: TableReader) -> Fixed | Uniform:

@@ -11,8 +11,9 @@ import itertools
 
 import numpy as np
 import torch
+from scipy import special
 
-from ega_sim.world.distributions import ContinuousDistribution, LogNormal, Uniform
+from ega_sim.world.distributions import ContinuousDistribution, LogNormal, Mixture, Uniform
 
 
 class MonotoneScore:
@@ -77,20 +78,22 @@ class MonotoneScore:
 def virtual_value_score(values: ContinuousDistribution, grid_points: int = 4001) -> MonotoneScore:
     """The ironed virtual value of a value distribution as a MonotoneScore.
 
-    Uniform[low, high]: phi(v) = 2v - high exactly (regular). Lognormal: phi on a grid of
-    `grid_points` values equally spaced in the normal quantile z in [-6, 6], ironed where it
-    decreases (Myerson 1981: the derivative of the concave hull of the revenue curve
-    R(u) = u * F^-1(1 - u) in quantile space); lognormals with sigma >~ 1.6 need ironing.
+    Uniform[low, high]: phi(v) = 2v - high exactly (regular). Otherwise phi is tabulated on
+    `value_grid` and ironed where it decreases (Myerson 1981: the derivative of the concave hull
+    of the revenue curve R(u) = u * F^-1(1 - u) in quantile space), then interpolated linearly
+    between grid values. Lognormals with sigma >~ 1.6 need ironing, but their ironed stretch
+    lies below the reserve (its level is negative for sigma 1.8 to 4, measured); a bimodal
+    mixture can iron above it (envs/bimodal_ironing.toml). Raises ValueError when the top of
+    the grid is still ironed.
     """
     if isinstance(values, Uniform):
         return MonotoneScore(
             np.array([values.low, values.high]),
             np.array([2 * values.low - values.high, values.high]),
         )
-    if not isinstance(values, LogNormal):
+    if not isinstance(values, LogNormal | Mixture):
         raise TypeError(f"no virtual value for {values!r}")
-    z = np.linspace(-6.0, 6.0, grid_points)
-    bids = np.exp(values.mean + values.sigma * z)  # ascending values
+    bids = value_grid(values, grid_points)  # ascending values
     phi = values.virtual_value(bids)
     if np.all(np.diff(phi) > 0):
         return MonotoneScore(bids, phi)
@@ -98,12 +101,31 @@ def virtual_value_score(values: ContinuousDistribution, grid_points: int = 4001)
     if ironed[-1] <= ironed[-2]:
         raise ValueError(
             f"myerson: the virtual value of {values} is still ironed at the top of its grid "
-            "(6 standard deviations): sigma this large is not supported"
+            "(its 1 - 1e-9 quantile; 6 standard deviations of a lognormal): a tail this heavy "
+            "is not supported"
         )
     # With large sigma the lowest ironed interval reaches the grid's first value; a knot at
     # bid 0 one unit lower keeps the left end invertible. Such bids sit far below the reserve
     # (phi < 0), so no allocation or threshold depends on them.
     return MonotoneScore(np.concatenate([[0.0], bids]), np.concatenate([[ironed[0] - 1.0], ironed]))
+
+
+def value_grid(values: LogNormal | Mixture, grid_points: int) -> np.ndarray:
+    """Ascending positive values at which the virtual value is tabulated.
+
+    Lognormal: `grid_points` values equally spaced in the normal quantile z in [-6, 6]
+    (quantile levels 1e-9 .. 1 - 1e-9, dense in the tails). Mixture: the quantiles at those
+    levels and at `grid_points` equally spaced levels in (0, 1), so the body is resolved to
+    1/(grid_points - 1) in quantile (0.00025 at the default; a value step of 0.00025 / f(v)),
+    and the tails as for a lognormal. The score is exact at grid values and linear between, so
+    an ironed interval's ends are placed to within one grid step.
+    """
+    z = np.linspace(-6.0, 6.0, grid_points)
+    if isinstance(values, LogNormal):
+        return np.exp(values.mean + values.sigma * z)
+    levels = np.union1d(special.ndtr(z), np.linspace(0.0, 1.0, grid_points)[1:-1])
+    bids = np.unique(values.quantile(levels))
+    return bids[bids > 0.0]  # the knot at bid 0 stays free for the left end
 
 
 def _iron(bids: np.ndarray, sale_probability: np.ndarray, phi: np.ndarray) -> np.ndarray:

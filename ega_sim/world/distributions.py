@@ -2,6 +2,7 @@
 
 Each distribution is a frozen dataclass of its parameters. Continuous ones also give cdf, pdf,
 quantile and the virtual value phi(v) = v - (1 - F(v)) / f(v) that Myerson's auction ranks by.
+A Mixture of them is how a scenario gets an irregular distribution whose ironing binds.
 """
 
 from __future__ import annotations
@@ -95,5 +96,74 @@ class LogNormal:
         return v - np.exp(log_ratio)
 
 
-ContinuousDistribution = Uniform | LogNormal
-Distribution = Fixed | Uniform | LogNormal
+Component = Uniform | LogNormal
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A finite mixture: with probability weights[i], a draw of components[i].
+
+    F = sum_i w_i F_i and f = sum_i w_i f_i. Bimodal mixtures are irregular (phi falls where the
+    density drops between the modes), which is what makes Myerson's allocator iron. Weights are
+    positive and sum to 1 (checked when a scenario is loaded, config/scenario.py).
+    """
+
+    weights: tuple[float, ...]
+    components: tuple[Component, ...]
+
+    def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """[B, N] draws: a uniform picks the component, then every component draws [B, N] and
+        the picked one is kept (one batched pass, no loop over requests)."""
+        pick = torch.rand(shape, generator=generator, dtype=torch.float64)  # [B, N]
+        edges = pick.new_tensor(np.cumsum(self.weights)[:-1])  # [C - 1]
+        index = torch.bucketize(pick, edges, right=True)  # [B, N] in 0..C-1
+        draws = torch.stack([c.sample(shape, generator) for c in self.components], dim=-1)
+        return draws.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # [B, N]
+
+    def cdf(self, v: np.ndarray) -> np.ndarray:
+        return sum(w * c.cdf(v) for w, c in zip(self.weights, self.components, strict=True))
+
+    def pdf(self, v: np.ndarray) -> np.ndarray:
+        return sum(w * c.pdf(v) for w, c in zip(self.weights, self.components, strict=True))
+
+    def quantile(self, q: np.ndarray) -> np.ndarray:
+        """inf{v: F(v) >= q} for q in [0, 1], elementwise, by bisection on the cdf (vectorised).
+
+        The quantile lies between the smallest and largest component quantile at q (there every
+        F_i is <= q, resp. >= q), so that bracket is halved until its ends are adjacent floats.
+        Raises ValueError for q outside [0, 1].
+        """
+        shape = np.shape(q)
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if np.any(~((q >= 0.0) & (q <= 1.0))):
+            raise ValueError("Mixture.quantile: expected q in [0, 1]")
+        ends = np.stack([c.quantile(q) for c in self.components])  # [C, *q.shape]
+        low, high = ends.min(axis=0), ends.max(axis=0)
+        active = (q > 0.0) & (q < 1.0) & (low < high)
+        for _ in range(_BISECTION_LIMIT):
+            if not active.any():
+                break
+            below, above = low[active], high[active]  # F(below) <= q <= F(above)
+            middle = below + 0.5 * (above - below)
+            adjacent = (middle <= below) | (middle >= above)  # no float strictly between
+            reaches = self.cdf(middle) >= q[active]
+            high[active] = np.where(reaches & ~adjacent, middle, above)
+            low[active] = np.where(reaches | adjacent, below, middle)
+            active[active] = ~adjacent
+        return np.where(q <= 0.0, low, high).reshape(shape)
+
+    def virtual_value(self, v: np.ndarray) -> np.ndarray:
+        """phi(v) = v - (1 - F(v)) / f(v); -inf where f(v) = 0 (a gap between components)."""
+        v = np.asarray(v, float)
+        density = self.pdf(v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (1.0 - self.cdf(v)) / density
+        return np.where(density > 0, v - ratio, -np.inf)
+
+
+# Halvings of a bracket down to adjacent floats: at most about 2,100 in float64 (exponent range
+# plus mantissa); a bracket within the scenario value range takes a few hundred at worst.
+_BISECTION_LIMIT = 2_200
+
+ContinuousDistribution = Uniform | LogNormal | Mixture
+Distribution = Fixed | Uniform | LogNormal | Mixture
