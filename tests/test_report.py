@@ -182,7 +182,7 @@ def test_every_listed_figure_is_a_small_png(report):
     for name in expected:
         data = (out / "figures" / f"{name}.png").read_bytes()
         assert data.startswith(PNG_SIGNATURE), name
-        assert 1_000 < len(data) < 150_000, (name, len(data))
+        assert 1_000 < len(data) < 400_000, (name, len(data))  # 200 dpi, a few inches wide
     assert {p.name for p in written} >= {"report.md", "report.html"}
     assert all(p.exists() for p in written)
 
@@ -201,14 +201,19 @@ def test_markdown_links_figures_and_shows_means(report):
     text = (out / "report.md").read_text()
     for path in (out / "figures").glob("*.png"):
         assert f"](figures/{path.name})" in text
-    # rpm of cascade/gsp at alpha 0.8: seeds 249, 250, 251: mean 250, sd 1,
-    # half-width t_{0.975, 2} / sqrt(3) = 4.302653 x 0.57735 = 2.4841.
-    assert "250.0 [247.5, 252.5]<br><sub>(249.0, 250.0, 251.0)</sub>" in text
-    # at alpha 1.2 every figure is 1.1 times larger: 275.0 [272.3, 277.7]
-    assert "275.0 [272.3, 277.7]" in text
-    # psi as a percent; first price's psi is infinite
-    assert "8.5% [8.5%, 8.5%]" in text
-    assert "| inf<br><sub>(inf, inf, inf)</sub>" in text
+    # rpm of cascade/gsp at alpha 0.8: seeds 249, 250, 251: mean 250, sd 1, se 1 / sqrt(3);
+    # RPM cannot be negative: the t interval on the log scale, 250 exp(+-4.302653 se / 250)
+    # = 250 exp(+-0.0099366) = [247.53, 252.50], the interval as the cell's second line.
+    assert "| `cascade/gsp` | 250.0<br><sub>[247.5, 252.5]</sub> |" in text
+    # at alpha 1.2 every figure is 1.1 times larger: 275 exp(+-0.0099366) = [272.28, 277.75]
+    assert "275.0<br><sub>[272.3, 277.7]</sub>" in text
+    # psi as a percent (the seeds agree: a zero-width interval); first price's psi is infinite
+    assert "8.5%<br><sub>[8.5%, 8.5%]</sub>" in text
+    assert "| inf |" in text
+    # the per-seed values, ordered by seed, are in the folded block under the table
+    block = text[text.index("<details><summary>Per-seed values") :]
+    assert "(249.0, 250.0, 251.0)" in block and "(inf, inf, inf)" in block
+    assert "(249.0, 250.0, 251.0)" not in text[: text.index("<details>")]
     # provenance
     assert "abc123" in text and "0, 1, 2" in text and "total cell seconds" in text
     assert "first 10.0" in text  # training seconds per mechanism
@@ -272,15 +277,9 @@ def test_closed_forms_follow_a_scenario_sweep(tmp_path):
     write_report(out)
     text = (out / "report.md").read_text()
     section = text[text.index("## Closed forms") :]
-    assert (
-        "| [1.0, 0.3] | `cascade/gsp` | 0.5760<br><sub>(0.5760)</sub> | 0.5750 | +1.0 |" in section
-    )
-    assert (
-        "| [1.0, 0.9] | `cascade/gsp` | 0.7260<br><sub>(0.7260)</sub> | 0.7250 | +1.0 |" in section
-    )
-    assert (
-        "| [1.0, 0.9] | `cascade/vcg` | 0.5010<br><sub>(0.5010)</sub> | 0.5000 | +1.0 |" in section
-    )
+    assert "| [1.0, 0.3] | `cascade/gsp` | 0.5760 | 0.5750 | +1.0 |" in section
+    assert "| [1.0, 0.9] | `cascade/gsp` | 0.7260 | 0.7250 | +1.0 |" in section
+    assert "| [1.0, 0.9] | `cascade/vcg` | 0.5010 | 0.5000 | +1.0 |" in section
 
 
 def test_report_lines(report):
