@@ -73,23 +73,11 @@ class RatioSums:
 
     def interval(self, z: float = Z95) -> tuple[float, float]:
         """The 95% interval (module docstring); (NaN, NaN) where undefined."""
-        ratio, se = self.ratio, self.standard_error()
-        if math.isnan(ratio) or math.isnan(se):
-            return math.nan, math.nan
-        if ratio <= 0:
-            return 0.0, 0.0  # nonnegative numerators summing to 0: every request had none
-        spread = math.exp(z * se / ratio)
-        return ratio / spread, ratio * spread
+        return log_scale_interval(self.ratio, self.standard_error(), z)
 
     def share_interval(self, z: float = Z95) -> tuple[float, float]:
         """The 95% interval of a share in [0, 1] (module docstring); (NaN, NaN) if undefined."""
-        ratio, se = self.ratio, self.standard_error()
-        if math.isnan(ratio) or math.isnan(se):
-            return math.nan, math.nan
-        if ratio <= 0 or ratio >= 1:
-            return (0.0, 0.0) if ratio <= 0 else (1.0, 1.0)
-        logit, spread = math.log(ratio / (1 - ratio)), z * se / (ratio * (1 - ratio))
-        return _logistic(logit - spread), _logistic(logit + spread)
+        return logit_scale_interval(self.ratio, self.standard_error(), z)
 
 
 def figure_interval(name: str, sums: RatioSums, z: float = Z95) -> tuple[float, float]:
@@ -98,8 +86,37 @@ def figure_interval(name: str, sums: RatioSums, z: float = Z95) -> tuple[float, 
     return sums.share_interval(z) if name in SHARES else sums.interval(z)
 
 
+def log_scale_interval(estimate: float, se: float, quantile: float) -> tuple[float, float]:
+    """The interval of a nonnegative estimate by the delta method on the log scale:
+    estimate x exp(+-quantile se / estimate), inside (0, inf) by construction; [0, 0] for an
+    estimate of 0 (nonnegative parts summing to 0), (NaN, NaN) if either input is NaN.
+    `quantile` is z (requests) or Student's t (seeds)."""
+    if math.isnan(estimate) or math.isnan(se):
+        return math.nan, math.nan
+    if estimate <= 0:
+        return 0.0, 0.0
+    spread = math.exp(min(quantile * se / estimate, _MAX_EXPONENT))
+    return estimate / spread, estimate * spread
+
+
+def logit_scale_interval(estimate: float, se: float, quantile: float) -> tuple[float, float]:
+    """The interval of an estimate in [0, 1] by the delta method on the logit scale:
+    logistic(logit(estimate) +- quantile se / (estimate (1 - estimate))), inside [0, 1] by
+    construction; [0, 0] and [1, 1] at the ends, (NaN, NaN) if either input is NaN."""
+    if math.isnan(estimate) or math.isnan(se):
+        return math.nan, math.nan
+    if estimate <= 0 or estimate >= 1:
+        return (0.0, 0.0) if estimate <= 0 else (1.0, 1.0)
+    logit = math.log(estimate / (1 - estimate))
+    spread = min(quantile * se / (estimate * (1 - estimate)), _MAX_EXPONENT)
+    return _logistic(logit - spread), _logistic(logit + spread)
+
+
+_MAX_EXPONENT = 700.0  # exp(700) is finite in float64: a huge spread gives (0+, huge), not inf
+
+
 def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    return 0.5 * (1.0 + math.tanh(x / 2.0))  # = 1 / (1 + exp(-x)), without overflow
 
 
 def pooled(parts: list[RatioSums | dict]) -> RatioSums:

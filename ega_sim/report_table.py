@@ -6,6 +6,7 @@ import json
 import math
 
 from ega_sim.evaluation import EvaluationResult
+from ega_sim.intervals import Z95, log_scale_interval
 
 _POSITION_COLUMNS = (
     ("mechanism", "mechanism", "{}"),
@@ -53,7 +54,8 @@ def _with_interval(text: str, template: str, interval: tuple[float, float]) -> s
 
 
 def format_table(results: list[EvaluationResult]) -> str:
-    """An aligned table, one row per mechanism; revenue (or RPM) with a 95% interval."""
+    """An aligned table, one row per mechanism; revenue (or RPM) with its 95% interval over
+    requests on the log scale (intervals.py: inside the support of a nonnegative mean)."""
     if not results:
         return "(no results)"
     first = results[0]
@@ -68,17 +70,18 @@ def format_table(results: list[EvaluationResult]) -> str:
             else _cell(template, getattr(result, key))
             for _, key, template in columns
         ]
-        if market:
-            row[1] += f" ±{1.96 * 1000 * result.revenue_per_request_se:.1f}"
-        else:
-            row[1] += f" ±{1.96 * result.revenue_per_request_se:.4f}"
+        scale = 1000.0 if market else 1.0  # RPM is revenue per 1,000 requests
+        revenue = log_scale_interval(
+            result.revenue_per_request * scale, result.revenue_per_request_se * scale, Z95
+        )
+        row[1] = _with_interval(row[1], columns[1][2], revenue)
         rows.append(row)
     widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(len(header))]
     lines = [
         f"scenario {first.scenario}: {first.requests} requests, seed {first.seed}, "
         f"misreport search '{first.misreport}' of {first.regret_bidders} bidders on "
-        f"{first.regret_requests} requests, device {first.device} (± and [..] are 95% "
-        "intervals over requests)",
+        f"{first.regret_requests} requests, device {first.device} ([..] are 95% intervals "
+        "over requests, on the log scale: never below 0)",
         _align(header, widths),
     ]
     lines.extend(_align(row, widths) for row in rows)

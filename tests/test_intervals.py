@@ -100,3 +100,26 @@ def test_share_intervals_cover_and_stay_in_zero_one():
     assert figure_interval("non_monotone_rate", _sums(np.zeros(20), y)) == (0.0, 0.0)
     assert figure_interval("non_monotone_rate", _sums(y, y)) == (1.0, 1.0)
     assert all(math.isnan(b) for b in figure_interval("non_monotone_rate", _sums(x[:1], y[:1])))
+
+
+def test_log_and_logit_scale_intervals_by_hand():
+    from ega_sim.intervals import log_scale_interval, logit_scale_interval
+
+    # log scale: estimate x exp(+-q se / estimate); 2 x exp(+-1.96 x 0.5 / 2) = 2 x e^(+-0.49)
+    low, high = log_scale_interval(2.0, 0.5, 1.96)
+    assert low == pytest.approx(2.0 * math.exp(-0.49)) and high == pytest.approx(
+        2.0 * math.exp(0.49)
+    )
+    # logit scale: logit(0.2) = -ln 4, spread 1.96 x 0.05 / (0.2 x 0.8) = 0.6125
+    low, high = logit_scale_interval(0.2, 0.05, 1.96)
+    assert low == pytest.approx(1 / (1 + math.exp(math.log(4) + 0.6125)))
+    assert high == pytest.approx(1 / (1 + math.exp(math.log(4) - 0.6125)))
+    # the ends of the support, undefined inputs, and a spread too large for exp: no overflow
+    assert log_scale_interval(0.0, 1.0, 1.96) == (0.0, 0.0)
+    assert logit_scale_interval(0.0, 0.1, 1.96) == (0.0, 0.0)
+    assert logit_scale_interval(1.0, 0.1, 1.96) == (1.0, 1.0)
+    assert all(math.isnan(b) for b in log_scale_interval(1.0, math.nan, 1.96))
+    low, high = log_scale_interval(1e-300, 1.0, 1.96)
+    assert 0.0 <= low <= 1e-300 <= high < math.inf
+    low, high = logit_scale_interval(1e-300, 1.0, 1.96)
+    assert 0.0 <= low <= high <= 1.0

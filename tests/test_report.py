@@ -182,7 +182,7 @@ def test_every_listed_figure_is_a_small_png(report):
     for name in expected:
         data = (out / "figures" / f"{name}.png").read_bytes()
         assert data.startswith(PNG_SIGNATURE), name
-        assert 1_000 < len(data) < 150_000, (name, len(data))
+        assert 1_000 < len(data) < 400_000, (name, len(data))  # 200 dpi, a few inches wide
     assert {p.name for p in written} >= {"report.md", "report.html"}
     assert all(p.exists() for p in written)
 
@@ -201,14 +201,19 @@ def test_markdown_links_figures_and_shows_means(report):
     text = (out / "report.md").read_text()
     for path in (out / "figures").glob("*.png"):
         assert f"](figures/{path.name})" in text
-    # rpm of cascade/gsp at alpha 0.8: seeds 249, 250, 251: mean 250, sd 1,
-    # half-width t_{0.975, 2} / sqrt(3) = 4.302653 x 0.57735 = 2.4841.
-    assert "250.0 [247.5, 252.5]<br><sub>(249.0, 250.0, 251.0)</sub>" in text
-    # at alpha 1.2 every figure is 1.1 times larger: 275.0 [272.3, 277.7]
-    assert "275.0 [272.3, 277.7]" in text
-    # psi as a percent; first price's psi is infinite
-    assert "8.5% [8.5%, 8.5%]" in text
-    assert "| inf<br><sub>(inf, inf, inf)</sub>" in text
+    # rpm of cascade/gsp at alpha 0.8: seeds 249, 250, 251: mean 250, sd 1, se 1 / sqrt(3);
+    # RPM cannot be negative: the t interval on the log scale, 250 exp(+-4.302653 se / 250)
+    # = 250 exp(+-0.0099366) = [247.53, 252.50], the interval as the cell's second line.
+    assert "| `cascade/gsp` | 250.0<br><sub>[247.5, 252.5]</sub> |" in text
+    # at alpha 1.2 every figure is 1.1 times larger: 275 exp(+-0.0099366) = [272.28, 277.75]
+    assert "275.0<br><sub>[272.3, 277.7]</sub>" in text
+    # psi as a percent (the seeds agree: a zero-width interval); first price's psi is infinite
+    assert "8.5%<br><sub>[8.5%, 8.5%]</sub>" in text
+    assert "| inf |" in text
+    # the per-seed values, ordered by seed, are in the folded block under the table
+    block = text[text.index("<details><summary>Per-seed values") :]
+    assert "(249.0, 250.0, 251.0)" in block and "(inf, inf, inf)" in block
+    assert "(249.0, 250.0, 251.0)" not in text[: text.index("<details>")]
     # provenance
     assert "abc123" in text and "0, 1, 2" in text and "total cell seconds" in text
     assert "first 10.0" in text  # training seconds per mechanism
@@ -272,15 +277,9 @@ def test_closed_forms_follow_a_scenario_sweep(tmp_path):
     write_report(out)
     text = (out / "report.md").read_text()
     section = text[text.index("## Closed forms") :]
-    assert (
-        "| [1.0, 0.3] | `cascade/gsp` | 0.5760<br><sub>(0.5760)</sub> | 0.5750 | +1.0 |" in section
-    )
-    assert (
-        "| [1.0, 0.9] | `cascade/gsp` | 0.7260<br><sub>(0.7260)</sub> | 0.7250 | +1.0 |" in section
-    )
-    assert (
-        "| [1.0, 0.9] | `cascade/vcg` | 0.5010<br><sub>(0.5010)</sub> | 0.5000 | +1.0 |" in section
-    )
+    assert "| [1.0, 0.3] | `cascade/gsp` | 0.5760 | 0.5750 | +1.0 |" in section
+    assert "| [1.0, 0.9] | `cascade/gsp` | 0.7260 | 0.7250 | +1.0 |" in section
+    assert "| [1.0, 0.9] | `cascade/vcg` | 0.5010 | 0.5000 | +1.0 |" in section
 
 
 def test_report_lines(report):
@@ -530,3 +529,270 @@ def test_regret_figures_pool_the_requests_of_every_seed():
     assert 0 < psi["low"] < 0.25 < psi["high"]
     assert psi["values"] == (0.1, 0.3)  # the per-seed figures are still shown
     assert summary.loc["rpm", "interval"] == "seeds"
+
+
+# --- intervals inside the support -----------------------------------------------------------
+
+
+def test_support_t_interval_by_hand():
+    from ega_sim.report.stats import support_t_interval
+
+    # [1, 2, 3]: mean 2, se 1 / sqrt(3), t_{0.975, 2} = 4.302653. Log scale for a figure that
+    # cannot be negative: 2 exp(+-4.302653 / (2 sqrt 3)) = 2 exp(+-1.242069).
+    mean, low, high = support_t_interval([1.0, 2.0, 3.0], "nonnegative")
+    assert mean == 2.0
+    assert low == pytest.approx(2.0 * math.exp(-1.242069), rel=1e-6)
+    assert high == pytest.approx(2.0 * math.exp(1.242069), rel=1e-6)
+    # a signed figure keeps the plain t interval, 2 -+ 2.4841
+    assert support_t_interval([1.0, 2.0, 3.0], "real") == t_interval([1.0, 2.0, 3.0])
+    # a rate on the logit scale: mean 0.2, se 0.1 / sqrt(3); logit 0.2 = -ln 4,
+    # spread 4.302653 x 0.057735 / 0.16 = 1.552596
+    mean, low, high = support_t_interval([0.1, 0.2, 0.3], "unit")
+    assert low == pytest.approx(1 / (1 + math.exp(math.log(4) + 1.552596)), rel=1e-5)
+    assert high == pytest.approx(1 / (1 + math.exp(math.log(4) - 1.552596)), rel=1e-5)
+    # all seeds 0: [0, 0]; one seed: no interval; an unknown support: a clear error
+    assert support_t_interval([0.0, 0.0, 0.0], "nonnegative") == (0.0, 0.0, 0.0)
+    assert all(math.isnan(b) for b in support_t_interval([5.0], "nonnegative")[1:])
+    with pytest.raises(ValueError, match="support: expected one of real, nonnegative, unit"):
+        support_t_interval([1.0, 2.0], "positive")
+
+
+def test_the_max_regret_of_the_textbook_quick_report_keeps_a_nonnegative_interval():
+    # myerson/vcg's max regret on `textbook` in the quick report, seeds 0, 1, 2: the plain t
+    # interval was 0.0314 [-0.0044, 0.0673]; a maximum of regrets is never below 0.
+    seeds = [0.0200, 0.0476, 0.0267]
+    assert t_interval(seeds)[1] < 0
+    results = pd.DataFrame(
+        {"label": "m", "seed": [0, 1, 2], "metric": "regret_max", "value": seeds, "se": 0.0}
+    )
+    row = summarize(results, ["label"]).iloc[0]
+    assert row["interval"] == "seeds"
+    assert 0 < row["low"] < row["mean"] < row["high"]
+
+
+def test_intervals_never_leave_the_support():
+    from ega_sim.report.stats import support_t_interval
+
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        n = int(rng.integers(2, 6))
+        values = rng.lognormal(0.0, 2.0, n) * (rng.uniform(size=n) < 0.7)  # zeros, heavy tail
+        mean, low, high = support_t_interval(values, "nonnegative")
+        assert 0.0 <= low <= mean <= high
+        rates = rng.beta(0.5, 3.0, n) * (rng.uniform(size=n) < 0.8)
+        mean, low, high = support_t_interval(rates, "unit")
+        assert 0.0 <= low <= mean <= high <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("support", "draw", "truth"),
+    [
+        # a skewed nonnegative figure: Gamma(shape 4, scale 0.25), mean 1
+        ("nonnegative", lambda rng, size: rng.gamma(4.0, 0.25, size), 1.0),
+        # a rate: Beta(9, 81), mean 0.1
+        ("unit", lambda rng, size: rng.beta(9.0, 81.0, size), 0.1),
+    ],
+)
+def test_intervals_over_three_seeds_cover_the_mean_at_about_95_percent(support, draw, truth):
+    from ega_sim.report.stats import support_t_interval
+
+    rng = np.random.default_rng(6)
+    runs = 4000
+    samples = draw(rng, (runs, 3))  # three seeds per experiment, as the experiments run
+    covered = 0
+    for values in samples:
+        _, low, high = support_t_interval(values, support)
+        covered += low <= truth <= high
+    se = math.sqrt(0.95 * 0.05 / runs)  # binomial standard error of the coverage
+    assert abs(covered / runs - 0.95) < 4 * se, covered / runs
+
+
+def test_the_log_scale_covers_skewed_seeds_better_than_the_plain_t():
+    # Exponential per-seed figures (mean 1), three seeds: the plain t interval covers about
+    # 88%, the log-scale one about 94% (independent simulation in the commit that made it).
+    from ega_sim.report.stats import support_t_interval
+
+    rng = np.random.default_rng(7)
+    runs = 4000
+    plain = logged = 0
+    for values in rng.exponential(1.0, (runs, 3)):
+        _, low, high = t_interval(values)
+        plain += low <= 1.0 <= high
+        _, low, high = support_t_interval(values, "nonnegative")
+        logged += low <= 1.0 <= high
+    se = math.sqrt(0.95 * 0.05 / runs)
+    assert logged / runs - plain / runs > 4 * se
+    assert abs(logged / runs - 0.95) < 0.02
+
+
+# --- tables and provenance ------------------------------------------------------------------
+
+
+def test_provenance_gives_each_mechanism_the_sizes_its_cells_ran_on(tmp_path):
+    out = _write_folder(tmp_path / "sizes", figures=[])
+    results = pd.read_csv(out / "results.csv")
+    first = results["label"] == "first"
+    results.loc[first, "requests"] = 250  # e.g. a generative mechanism on fewer requests
+    results.loc[first, "regret_requests"] = 25
+    results["regret_bidders"] = np.where(first, "shown", "all")
+    results.to_csv(out / "results.csv", index=False)
+    write_report(out)
+    text = (out / "report.md").read_text()
+    provenance = text[text.index("## Provenance") : text.index("## Results")]
+    assert (
+        "| cells of `cascade/gsp`, `cascade/vcg` | 1000 requests; regret of all bidders on 100 "
+        "of them |" in provenance
+    )
+    assert "| cells of `first` | 250 requests; regret of shown bidders on 25 of them |" in (
+        provenance
+    )
+
+
+def test_a_column_constant_over_every_row_is_said_once_under_the_table(report):
+    out, _ = report
+    text = (out / "report.md").read_text()
+    section = text[text.index(f"### {POSITION}") : text.index("## Closed forms")]
+    table = section[: section.index("The same in every row")]
+    header = table.splitlines()[2]
+    # single_slot's welfare is 2/3 for every mechanism (the fixture's, the closed form of
+    # E[max of two U(0, 1) values]): no column, one line under the table
+    assert "revenue / request" in header and "welfare / request" not in header
+    assert "The same in every row, so not a column: welfare / request 0.6667." in section
+    # the per-seed block still has the column
+    folded = section[section.index("<details>") :]
+    assert "| welfare / request |" in folded.splitlines()[2]
+    # the feed table's columns vary (alpha 1.2 is 1.1 times alpha 0.8): all kept
+    feed = text[text.index(f"### {FEED}") : text.index(f"### {POSITION}")]
+    assert "CTR-poi" in feed.splitlines()[2] and "so not a column" not in feed
+
+
+def test_drop_constant_columns():
+    from ega_sim.report.render import Cell
+    from ega_sim.report.tables import drop_constant_columns
+
+    header = ["mechanism", "a", "b", "c"]
+    rows = [
+        [Cell("x"), Cell("1", "[0, 2]"), Cell("0.300"), Cell("n/a")],
+        [Cell("y"), Cell("2"), Cell("0.300", "[0.299, 0.300]"), Cell("n/a")],
+    ]
+    kept, kept_rows, line = drop_constant_columns(header, rows, first=1)
+    assert kept == ["mechanism", "a"]
+    assert [[c.text for c in row] for row in kept_rows] == [["x", "1"], ["y", "2"]]
+    assert line == "The same in every row, so not a column: b 0.300; c n/a."
+    # one row, or the columns before `first`: nothing dropped
+    assert drop_constant_columns(header, rows[:1], first=1) == (header, rows[:1], "")
+    same_label = [[Cell("x"), Cell("1")], [Cell("x"), Cell("2")]]
+    assert drop_constant_columns(["mechanism", "a"], same_label, first=1)[2] == ""
+
+
+def test_html_tables_are_compact_with_per_seed_values_folded(report):
+    out, _ = report
+    html = (out / "report.html").read_text()
+    assert "white-space: nowrap" in html
+    assert "<td>250.0<br><small>[247.5, 252.5]</small></td>" in html
+    assert html.count("<details><summary>Per-seed values") == 2  # one per scenario table
+    folded = html[html.index("<details>") : html.index("</details>")]
+    assert "(249.0, 250.0, 251.0)" in folded
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def _png_chunk(data: bytes, name: bytes) -> bytes:
+    index = len(PNG_SIGNATURE)
+    while index < len(data):
+        length = int.from_bytes(data[index : index + 4], "big")
+        if data[index + 4 : index + 8] == name:
+            return data[index + 8 : index + 8 + length]
+        index += 12 + length
+    raise AssertionError(f"no {name!r} chunk")
+
+
+def test_figures_are_200_dpi_and_shown_at_their_110_dpi_size(report):
+    from ega_sim.report.figures.common import display_width
+
+    out, _ = report
+    html = (out / "report.html").read_text()
+    for path in (out / "figures").glob("*.png"):
+        data = path.read_bytes()
+        physical = _png_chunk(data, b"pHYs")  # pixels per metre, both axes, unit 1 = metre
+        assert int.from_bytes(physical[:4], "big") == round(200 / 0.0254), path.name
+        pixels = int.from_bytes(_png_chunk(data, b"IHDR")[:4], "big")
+        assert display_width(data) == round(pixels * 110 / 200)
+        assert f'width="{display_width(data)}"' in html
+    assert display_width(b"not a png") is None
+
+
+def _pixels_of(png: bytes, color, tolerance: int = 3) -> int:
+    """How many pixels of a PNG have this RGB colour (within `tolerance` / 255 per channel: the
+    PNG is quantized to 256 colours)."""
+    from io import BytesIO
+
+    import matplotlib.image
+
+    image = np.round(matplotlib.image.imread(BytesIO(png), format="png")[..., :3] * 255)
+    target = np.round(np.asarray(color[:3]) * 255)
+    return int(np.all(np.abs(image - target) <= tolerance, axis=-1).sum())
+
+
+def test_misreport_png_and_report_figures_share_one_palette():
+    import seaborn as sns
+
+    from ega_sim.envs.misreport import misreport_figure
+    from ega_sim.report.figures.common import mechanism_colors
+    from ega_sim.report.figures.utility_curve import utility_curve_png
+
+    names = ["cascade/gsp", "cascade/vcg"]
+    multipliers = np.linspace(0.2, 2.0, 10)
+    table = pd.DataFrame(
+        [
+            {"scenario": "s", "mechanism": name, "kind": "curve", "multiplier": m,
+             "utility_per_request": 0.1 - 0.05 * (m - 0.9 - i / 4) ** 2, "utility_se": 0.001,
+             "gain_over_truthful": 0.0, "seed": 0}
+            for i, name in enumerate(names)
+            for m in multipliers
+        ]
+    )  # fmt: skip
+    curves = table.rename(columns={"mechanism": "label", "utility_per_request": "utility"})
+    misreport = misreport_figure(table)
+    report = utility_curve_png(curves, scenarios=["s"], labels=names)
+    colors = mechanism_colors(names)
+    assert list(colors.values()) == list(sns.color_palette("tab10", 2))  # by place in the list
+    more = mechanism_colors([*names, "ega/gsp"])
+    assert all(more[name] == colors[name] for name in names)  # a label added after: no change
+    for name in names:  # each mechanism's line is drawn in its one colour in both figures
+        assert _pixels_of(misreport, colors[name]) > 200, name
+        assert _pixels_of(report, colors[name]) > 200, name
+    old = sns.color_palette("deep")[1]  # misreport.png's former second colour
+    assert _pixels_of(misreport, old) == 0
+    assert _png_chunk(misreport, b"pHYs")[:4] == round(200 / 0.0254).to_bytes(4, "big")
+
+
+def test_overlapping_points_are_set_side_by_side():
+    from ega_sim.report.figures.common import side_by_side
+
+    # two equal points and a third far away, on axes spanning [0, 1] both ways
+    offsets, groups = side_by_side([(0.5, 0.5), (0.9, 0.1), (0.5, 0.5)], (0, 1), (0, 1))
+    assert groups == [[0, 2]]
+    assert offsets == [-3.5, 0.0, 3.5]  # 7 points apart, around their place
+    # closeness is transitive, and the group is spread in the order of x
+    offsets, groups = side_by_side([(0.52, 0.5), (0.5, 0.5), (0.54, 0.5)], (0, 1), (0, 1))
+    assert groups == [[0, 1, 2]] and offsets == [0.0, -7.0, 7.0]
+    assert side_by_side([(0.1, 0.1), (0.9, 0.9)], (0, 1), (0, 1)) == ([0.0, 0.0], [])
+
+
+def test_truth_vs_model_names_the_mechanisms_without_a_model_figure():
+    from ega_sim.report.figures.truth_vs_model import _panel_points, truth_vs_model_png
+
+    rows = [
+        {"scenario": "f", "label": label, "seed": seed, "metric": metric, "value": value}
+        for label in ("a", "b", "c")
+        for seed in (0, 1, 2)
+        for metric, value in (("psi", 0.1), ("psi_model", 0.05), ("rpm", 1.0), ("rpm_model", 2.0))
+        if not (label == "c" and metric == "psi_model")  # c has no own-model psi
+    ]
+    summary = summarize(pd.DataFrame(rows), ["scenario", "label"])
+    points, missing = _panel_points(summary, ["f"], ["a", "b", "c"], [], "psi", "psi_model")
+    assert [p.label for p in points] == ["a", "b"] and missing == ["c"]
+    png = truth_vs_model_png(summary, scenarios=["f"], labels=["a", "b", "c"])
+    assert png is not None and png.startswith(PNG_SIGNATURE)

@@ -10,7 +10,6 @@ figure (misreport.png), both written atomically to the output folder.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
@@ -144,53 +143,72 @@ def run_misreport_study(
     return table
 
 
+LEARNERS = (
+    ("best_response", "*", "best response"),
+    ("bandit", "o", "UCB bandit"),
+    ("ppo", "^", "PPO"),
+)
+
+
 def misreport_figure(table: pd.DataFrame) -> bytes:
     """Utility per request against the bid multiplier, one line per mechanism (95% bands), with
-    the learners' multipliers marked: a PNG."""
-    import matplotlib
+    the learners' multipliers marked: a PNG in the report's style, each mechanism in the colour
+    the report gives it (`mechanism_colors`, by the order of the mechanisms)."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from ega_sim.report.figures.common import (
+        LEGEND_FONTSIZE,
+        figure_style,
+        mechanism_colors,
+        pyplot,
+        to_png,
+    )
 
-    sns.set_theme(style="whitegrid")
-    figure, axes = plt.subplots(figsize=(7, 4.2))
     curves = table[table["kind"] == "curve"]
-    palette = dict(zip(curves["mechanism"].unique(), sns.color_palette(), strict=False))
-    for name, part in curves.groupby("mechanism", sort=False):
-        color = palette[name]
-        axes.plot(part["multiplier"], part["utility_per_request"], color=color, label=name)
-        band = 1.96 * part["utility_se"]
-        axes.fill_between(
-            part["multiplier"],
-            part["utility_per_request"] - band,
-            part["utility_per_request"] + band,
-            color=color,
-            alpha=0.2,
-        )
-        for kind, marker in (("bandit", "o"), ("ppo", "^"), ("best_response", "*")):
-            points = table[(table["mechanism"] == name) & (table["kind"] == kind)]
-            for _, point in points.iterrows():
-                nearest = part.iloc[(part["multiplier"] - point["multiplier"]).abs().argmin()]
-                axes.scatter(
-                    point["multiplier"],
-                    nearest["utility_per_request"],
-                    color=color,
-                    marker=marker,
-                    s=60,
-                    edgecolor="black",
-                    zorder=3,
-                )
-    axes.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    axes.set_xlabel("bid multiplier (bid / value)")
-    axes.set_ylabel("focal advertiser's utility per request")
-    axes.set_title("Utility against misreport, truthful opponents (* best, o bandit, ^ PPO)")
-    axes.legend(title="mechanism")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    return buffer.getvalue()
+    colors = mechanism_colors(list(pd.unique(curves["mechanism"])))
+    with figure_style():
+        figure, axes = pyplot().subplots(figsize=(7, 4.4))
+        for name, part in curves.groupby("mechanism", sort=False):
+            color = colors[name]
+            axes.plot(part["multiplier"], part["utility_per_request"], color=color, label=name)
+            band = 1.96 * part["utility_se"]
+            axes.fill_between(
+                part["multiplier"],
+                part["utility_per_request"] - band,
+                part["utility_per_request"] + band,
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
+            for kind, marker, _ in LEARNERS:
+                points = table[(table["mechanism"] == name) & (table["kind"] == kind)]
+                for _, point in points.iterrows():
+                    nearest = part.iloc[(part["multiplier"] - point["multiplier"]).abs().argmin()]
+                    axes.scatter(
+                        point["multiplier"],
+                        nearest["utility_per_request"],
+                        color=color,
+                        marker=marker,
+                        s=70 if marker == "*" else 45,
+                        edgecolor="black",
+                        linewidth=0.6,
+                        zorder=4 if marker == "*" else 3,  # the star stays visible on a dot
+                    )
+        axes.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+        axes.set_xlabel("bid multiplier (bid / value)")
+        axes.set_ylabel("focal advertiser's utility per request")
+        axes.set_title("Utility against misreport, truthful opponents (95% bands)")
+        handles = [Line2D([], [], color=colors[name], label=name) for name in colors]
+        kinds = set(table["kind"])
+        handles += [
+            Line2D([], [], color="grey", marker=marker, markeredgecolor="black", linestyle="",
+                   label=text)
+            for kind, marker, text in LEARNERS
+            if kind in kinds
+        ]  # fmt: skip
+        axes.legend(handles=handles, fontsize=LEGEND_FONTSIZE, loc="best")
+        figure.tight_layout()
+        return to_png(figure)
 
 
 def write_study(table: pd.DataFrame, out: str | Path) -> list[Path]:

@@ -120,13 +120,19 @@ def interval_scale(row: pd.Series) -> float:
     return max(abs(row["mean"]), half_width) if math.isfinite(row["mean"]) else math.nan
 
 
+def interval_bounds(row: pd.Series, metric: str) -> str:
+    """A summary row's interval as "[low, high]" with the mean's decimals; "" if undefined."""
+    if not (math.isfinite(row["low"]) and math.isfinite(row["high"])):
+        return ""
+    scale = interval_scale(row)
+    low = format_value(metric, row["low"], scale)
+    high = format_value(metric, row["high"], scale)
+    return f"[{low}, {high}]"
+
+
 def interval_text(row: pd.Series, metric: str) -> str:
     """A summary row as "mean [low, high]" (the mean alone when the interval is undefined),
     its three numbers with the same decimals."""
-    scale = interval_scale(row)
-    text = format_value(metric, row["mean"], scale)
-    if math.isfinite(row["low"]) and math.isfinite(row["high"]):
-        low = format_value(metric, row["low"], scale)
-        high = format_value(metric, row["high"], scale)
-        text += f" [{low}, {high}]"
-    return text
+    text = format_value(metric, row["mean"], interval_scale(row))
+    bounds = interval_bounds(row, metric)
+    return f"{text} {bounds}" if bounds else text

@@ -3,14 +3,18 @@ and the results tables, one per scenario."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from ega_sim.report.folder import ResultsFolder
 from ega_sim.report.formats import metric_label
-from ega_sim.report.render import Block, Cell, Heading, Paragraph, Table
+from ega_sim.report.render import Block, Cell, Details, Heading, Paragraph, Table
 from ega_sim.report.sweep_points import summary_row
 from ega_sim.report.tables import (
+    drop_constant_columns,
     interval_cell,
     label_cell,
     rows_by_point,
+    seed_values_cell,
     sweep_header,
     sweep_value_cells,
     swept_here,
@@ -64,17 +68,41 @@ def table_metrics(folder: ResultsFolder, scenario: str) -> list[str]:
     return [m for m in wanted if m in held]
 
 
-def _sizes(cells, experiment: dict) -> str:
-    """What each mechanism's figures rest on: requests, regret requests and whose regret."""
+def _size_text(values) -> str:
+    """The distinct sizes of a mechanism's cells: "500", or "200 to 500" when seeds differ."""
+    sizes = sorted({int(v) for v in values if v == v})  # v == v: not NaN
+    if not sizes:
+        return "n/a"
+    return str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+
+
+def cell_sizes(cells, experiment: dict, labels: list[str]) -> list[tuple[str, str]]:
+    """What each mechanism's figures rest on, as (the labels, their sizes) in the experiment's
+    label order, labels of equal sizes together: requests per cell, regret requests and whose
+    regret was searched, read from the cells themselves (results.csv), since mechanisms of one
+    experiment may run on different sizes; the experiment's settings only when the cells did
+    not record them."""
     if not {"label", "requests", "regret_requests"} <= set(cells.columns):
-        return f"{experiment.get('requests', 'n/a')}, {experiment.get('regret_requests', 'n/a')}"
-    parts = []
-    for label, part in cells.groupby("label", sort=False):
-        first = part.iloc[0]
-        bidders = first.get("regret_bidders")
-        whose = f" ({bidders} bidders)" if isinstance(bidders, str) and bidders else ""
-        parts.append(f"{label}: {int(first['requests'])}, {int(first['regret_requests'])}{whose}")
-    return "; ".join(parts)
+        return [
+            (
+                "every mechanism (the experiment's settings: the cells did not record theirs)",
+                f"{experiment.get('requests', 'n/a')} requests; regret on "
+                f"{experiment.get('regret_requests', 'n/a')} of them",
+            )
+        ]
+    groups: dict[str, list[str]] = {}
+    for label in [lab for lab in labels if (cells["label"] == lab).any()]:
+        part = cells[cells["label"] == label]
+        whose = ""
+        if "regret_bidders" in part.columns:
+            found = sorted({str(b) for b in part["regret_bidders"].dropna() if str(b)})
+            whose = f" of {' or '.join(found)} bidders" if found else ""
+        sizes = (
+            f"{_size_text(part['requests'])} requests; regret{whose} on "
+            f"{_size_text(part['regret_requests'])} of them"
+        )
+        groups.setdefault(sizes, []).append(f"`{label}`")
+    return [(", ".join(group), sizes) for sizes, group in groups.items()]
 
 
 def provenance_section(folder: ResultsFolder) -> list[Block]:
@@ -86,7 +114,7 @@ def provenance_section(folder: ResultsFolder) -> list[Block]:
         ("package version", str(e.get("version", "unknown"))),
         ("git commit", str(e.get("git_commit", "unknown"))),
         ("seeds", ", ".join(str(s) for s in e["seeds"])),
-        ("requests and regret requests per cell", _sizes(cells, e)),
+        *((f"cells of {group}", sizes) for group, sizes in cell_sizes(cells, e, folder.labels)),
         ("misreport search", str(e.get("misreport", "n/a"))),
         ("quick run", "yes (shrunk for a smoke test)" if e.get("quick") else "no"),
         (
@@ -100,6 +128,7 @@ def provenance_section(folder: ResultsFolder) -> list[Block]:
         # A cell records the training its mechanism rests on, shared by many cells: give the
         # largest per mechanism rather than a sum that would count shared training many times.
         training = cells.groupby("label", sort=False)["train_seconds"].max()
+        training = training.reindex([lab for lab in folder.labels if lab in training.index])
         training = training[training > 0]
         if len(training):
             rows.append(
@@ -126,45 +155,67 @@ def provenance_section(folder: ResultsFolder) -> list[Block]:
     ]
 
 
+def results_caption(folder: ResultsFolder) -> str:
+    """What a results table's cells are and how their intervals are made (named from the
+    summary itself: the figures pooled over requests are those whose cells recorded sums)."""
+    text = (
+        "Each cell: the mean over seeds and, in small type below it, its 95% interval: "
+        "Student-t over seeds (a bootstrap interval undercovers with three seeds), taken on the "
+        "log scale for figures that cannot be negative, mean x exp(±t se / mean), and on the "
+        "logit scale for rates in [0, 1], so that no bound leaves the figure's support; signed "
+        "figures (utility, gains) keep the plain t interval."
+    )
+    summary = folder.summary
+    pooled = list(pd.unique(summary.loc[summary["interval"] == "requests", "metric"]))
+    if pooled:
+        text += (
+            f" Regret figures ({', '.join(metric_label(m) for m in pooled)}) are instead "
+            "pooled over the requests of every seed: the ratio of the sums and its 95% interval "
+            "over requests (delta method on the log scale; on the logit scale for a share), "
+            "because the spread between requests, not between seeds, dominates them. psi is "
+            "total regret over total truthful utility."
+        )
+    return text + " Per-seed values: the folded block under each table, and results.csv."
+
+
 def results_section(folder: ResultsFolder) -> list[Block]:
-    """One table per scenario: mean [95% t-interval] and the per-seed values."""
-    blocks: list[Block] = [
-        Heading(2, "Results"),
-        Paragraph(
-            "Each cell: the mean over seeds with its 95% Student-t interval in brackets (a "
-            "bootstrap interval undercovers with three seeds), and below it the per-seed values "
-            "ordered by seed."
-            + (
-                " psi is total regret over total truthful utility. Regret figures (mean regret, "
-                "psi, per-ad psi, and their own-model versions) are instead pooled over the "
-                "requests of every seed: the ratio of the sums and its 95% interval over "
-                "requests (delta method on the log scale, never below 0), because the spread "
-                "between requests, not between seeds, dominates them."
-                if (folder.summary["metric"] == "psi").any()
-                else ""
-            )
-        ),
-    ]
-    seeds = len(folder.experiment["seeds"])
+    """One compact table per scenario (mean, its interval below it; a column constant over
+    every row said once under the table) and the per-seed values in a folded block."""
+    blocks: list[Block] = [Heading(2, "Results"), Paragraph(results_caption(folder))]
+    seeds = folder.experiment["seeds"]
     for scenario in folder.scenarios:
         metrics = table_metrics(folder, scenario)
         if not metrics:
             continue
         shown = swept_here(folder, [scenario])
         header = [*sweep_header(folder, shown), "mechanism"]
-        header += [metric_label(m) for m in metrics]
-        rows = []
+        rows, per_seed = [], []
         for point, at, label in rows_by_point(folder, scenario):
-            sweep_cells = sweep_value_cells(point, shown)
+            first = [*sweep_value_cells(point, shown), label_cell(folder, label)]
+            found = [summary_row(at, label, m) for m in metrics]
             rows.append(
                 [
-                    *sweep_cells,
-                    label_cell(folder, label),
-                    *(interval_cell(summary_row(at, label, m), m, seeds) for m in metrics),
+                    *first,
+                    *(interval_cell(r, m, len(seeds)) for r, m in zip(found, metrics, strict=True)),
                 ]
             )
+            per_seed.append(
+                [*first, *(seed_values_cell(r, m) for r, m in zip(found, metrics, strict=True))]
+            )
+        names = [metric_label(m) for m in metrics]
+        table_header, table_rows, constant = drop_constant_columns(
+            [*header, *names], rows, len(header)
+        )
         blocks += [
             Heading(3, f"{scenario} ({_scenario_kind(folder, scenario)})"),
-            Table(header, rows),
+            Table(table_header, table_rows),
         ]
+        if constant:
+            blocks.append(Paragraph(constant))
+        blocks.append(
+            Details(
+                f"Per-seed values (seeds {', '.join(str(s) for s in seeds)})",
+                [Table([*header, *names], per_seed)],
+            )
+        )
     return blocks

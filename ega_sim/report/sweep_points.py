@@ -41,18 +41,16 @@ def sweep_points(frame: pd.DataFrame, sweep_keys: Sequence[str]) -> list[tuple]:
         return [()]
     distinct = frame[keys].drop_duplicates()
     points = [tuple(row) for row in distinct.itertuples(index=False, name=None)]
+    return sorted(points, key=lambda point: tuple(sort_key(v) for v in point))
 
-    def order(point: tuple) -> tuple:
-        return tuple(
-            (1, 0, 0.0, "")
-            if is_missing(v)
-            else (0, 0, float(v), "")
-            if isinstance(v, float | int | np.floating | np.integer)
-            else (0, 1, 0.0, str(v))
-            for v in point
-        )
 
-    return sorted(points, key=order)
+def sort_key(value: object) -> tuple:
+    """How sweep values sort: numbers by value, then other values as text, NaN last."""
+    if is_missing(value):
+        return (1, 0, 0.0, "")
+    if isinstance(value, float | int | np.floating | np.integer):
+        return (0, 0, float(value), "")
+    return (0, 1, 0.0, str(value))
 
 
 def sweep_point_text(sweep_keys: Sequence[str], point: tuple) -> str:

@@ -11,8 +11,8 @@ from ega_sim.report.folder import ResultsFolder
 from ega_sim.report.formats import (
     format_sweep_value,
     format_value,
+    interval_bounds,
     interval_scale,
-    interval_text,
     sweep_name,
 )
 from ega_sim.report.render import Cell
@@ -20,15 +20,44 @@ from ega_sim.report.sweep_points import at_sweep_point, is_missing, sweep_points
 
 
 def interval_cell(row: pd.Series | None, metric: str, seeds: int) -> Cell:
-    """The text "mean [low, high]" with the per-seed values (ordered by seed) as the second line."""
+    """The mean, with its 95% interval "[low, high]" as the smaller second line (and how many
+    seeds it rests on when fewer than the experiment's)."""
     if row is None:
         return Cell("n/a")
     scale = interval_scale(row)
-    values = ", ".join(format_value(metric, v, scale) for v in row["values"])
-    detail = f"({values})"
+    text = format_value(metric, row["mean"], scale)
+    bounds = interval_bounds(row, metric)
     if row["n"] < seeds:
-        detail = f"{row['n']} of {seeds} seeds: {detail}"
-    return Cell(interval_text(row, metric), detail)
+        bounds = f"{bounds} ({row['n']} of {seeds} seeds)".strip()
+    return Cell(text, bounds)
+
+
+def seed_values_cell(row: pd.Series | None, metric: str) -> Cell:
+    """The per-seed values of a summary row, ordered by seed: "(a, b, c)"."""
+    if row is None:
+        return Cell("n/a")
+    scale = interval_scale(row)
+    return Cell("(" + ", ".join(format_value(metric, v, scale) for v in row["values"]) + ")")
+
+
+def drop_constant_columns(
+    header: list[str], rows: list[list[Cell]], first: int
+) -> tuple[list[str], list[list[Cell]], str]:
+    """Drop the columns from index `first` on whose main text is the same in every row (two
+    rows or more): they carry nothing. Returns the header, the rows and a line naming the
+    dropped columns with their common value ("" when none is dropped)."""
+    if len(rows) < 2:
+        return header, rows, ""
+    constant = [j for j in range(first, len(header)) if len({row[j].text for row in rows}) == 1]
+    if not constant:
+        return header, rows, ""
+    keep = [j for j in range(len(header)) if j not in constant]
+    common = "; ".join(f"{header[j]} {rows[0][j].text}" for j in constant)
+    return (
+        [header[j] for j in keep],
+        [[row[j] for j in keep] for row in rows],
+        f"The same in every row, so not a column: {common}.",
+    )
 
 
 def label_cell(folder: ResultsFolder, label: str) -> Cell:

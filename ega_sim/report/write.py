@@ -8,6 +8,7 @@ from pathlib import Path
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
 from ega_sim.paths import inside
 from ega_sim.report.figures import DrawnFigure, draw_figures
+from ega_sim.report.figures.common import display_width
 from ega_sim.report.folder import ResultsFolder, read_results_folder
 from ega_sim.report.formats import format_value, interval_text, metric_label
 from ega_sim.report.references import reference_section
@@ -54,7 +55,13 @@ def build_blocks(folder: ResultsFolder, drawn: list[DrawnFigure]) -> list[Block]
         for figure in drawn:
             blocks += [
                 Heading(3, figure.title),
-                FigureBlock(f"figures/{figure.name}.png", figure.title, figure.caption, figure.png),
+                FigureBlock(
+                    f"figures/{figure.name}.png",
+                    figure.title,
+                    figure.caption,
+                    figure.png,
+                    display_width(figure.png),
+                ),
             ]
     return blocks
 

@@ -4,7 +4,7 @@ kept marked. Drawn from an alignment stage report (its `curve` and `chosen_step`
 
 from __future__ import annotations
 
-from ega_sim.report.figures.common import figure_style, pyplot, to_png
+from ega_sim.report.figures.common import LEGEND_FONTSIZE, figure_style, pyplot, to_png
 
 PANELS = (
     ("bid_rpm", "bid-weighted clicks / 1,000 requests"),
@@ -33,7 +33,7 @@ def alignment_curve_png(report: dict) -> bytes:
             axis.axvline(report["chosen_step"], color="grey", linewidth=1)
             axis.set_xlabel("alignment step (grey: the checkpoint kept)")
             axis.set_title(title)
-            axis.legend(fontsize=7)
+            axis.legend(fontsize=LEGEND_FONTSIZE)
         figure.suptitle("Alignment: the reward model's view against the truth")
         figure.tight_layout()
     return to_png(figure)

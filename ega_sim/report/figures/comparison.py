@@ -1,5 +1,5 @@
 """The comparison figure: per scenario, bars of each mechanism's mean over seeds with 95%
-t-intervals and the seeds as dots, one panel per main metric."""
+intervals and the seeds as dots, one panel per main metric."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from ega_sim.report.figures.common import (
     all_finite,
     bottom_legend,
     figure_style,
-    palette,
+    mechanism_colors,
     percent_axis,
     pyplot,
+    sweep_colors,
+    tick_label,
     to_png,
 )
 from ega_sim.report.formats import metric_label
@@ -53,7 +55,7 @@ def comparison_png(
     kind: str = "evaluate",
     feed: bool = False,
 ) -> bytes | None:
-    """Bars of the mean over seeds per label with 95% t-interval error bars and every seed as a
+    """Bars of the mean over seeds per label with 95% interval error bars and every seed as a
     dot, one panel per main metric; with sweeps, one bar per sweep point (hue)."""
     from matplotlib.transforms import blended_transform_factory
 
@@ -63,7 +65,8 @@ def comparison_png(
     if not panels or not present:
         return None
     points = sweep_points(part, sweep_keys)
-    hue_colors = palette(len(points) if len(points) > 1 else len(present))
+    colors = mechanism_colors(labels)
+    hue_colors = sweep_colors(len(points))
     width = 0.8 / len(points)
     panel_width = max(2.3, 0.38 * len(present) * max(1.0, len(points) / 2))
     plt = pyplot()
@@ -80,7 +83,7 @@ def comparison_png(
                 for i, label in enumerate(present):
                     row = summary_row(at_point, label, metric)
                     x = i - 0.4 + width * (h + 0.5)
-                    color = hue_colors[h] if len(points) > 1 else hue_colors[i]
+                    color = hue_colors[h] if len(points) > 1 else colors[label]
                     mean = math.nan if row is None else row["mean"]
                     if not all_finite(mean):  # no figure (e.g. psi of first price): say so
                         axis.text(
@@ -109,10 +112,15 @@ def comparison_png(
                     offsets = np.linspace(-width / 5, width / 5, len(seeds)) if seeds else []
                     axis.scatter(x + np.asarray(offsets), seeds, s=10, color="black", zorder=3)
             axis.set_xticks(range(len(present)))
-            axis.set_xticklabels(present, rotation=30, ha="right")
+            axis.set_xticklabels(
+                [tick_label(label) for label in present],
+                rotation=45,
+                ha="right",
+                rotation_mode="anchor",
+            )
             axis.set_title(metric_label(metric))
             percent_axis(axis, metric)
-        title = f"{scenario}: mean over seeds, 95% t-interval, dots = seeds"
+        title = f"{scenario}: means with 95% intervals, dots = seeds"
         if len(points) > 1:
             from matplotlib.patches import Patch
 

@@ -19,6 +19,10 @@ from ega_sim.report.formats import metric_label, sweep_name
 from ega_sim.report.names import FIGURES
 
 FIGURE_NAMES = FIGURES  # an experiment file's `figures` choose among these
+INTERVALS = (
+    "Student-t over seeds, on the log scale for figures that cannot be negative and the logit "
+    "scale for rates; regret figures over requests"
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def draw_figures(
                     f"comparison_{file_stem(scenario)}",
                     f"Comparison on {scenario}",
                     f"{metrics} per mechanism on {scenario}: bars are means over seeds, black "
-                    "bars their 95% t-intervals, dots the seeds.",
+                    f"bars their 95% intervals ({INTERVALS}), dots the seeds.",
                     comparison_png(
                         summary,
                         scenario=scenario,
@@ -84,7 +88,8 @@ def draw_figures(
                     f"sweeps_{file_stem(scenario)}",
                     f"Sweeps on {scenario}",
                     f"{metrics} on {scenario} against {swept}: lines are means over seeds, bands "
-                    "95% t-intervals, dots the seeds (the form of the paper's Figure 5).",
+                    f"95% intervals ({INTERVALS}), dots the seeds (the form of the paper's "
+                    "Figure 5).",
                     sweeps_png(
                         summary,
                         scenario=scenario,
@@ -98,8 +103,9 @@ def draw_figures(
                 "utility_curve",
                 "Utility against bid multiplier",
                 "Mean utility of one advertiser bidding multiplier x value against truthful "
-                "opponents; bands are 95% intervals (t over seeds, or ±1.96 standard errors "
-                "over requests with one seed); the dashed line is truthful bidding.",
+                "opponents; the light bands between thin lines are 95% intervals (t over seeds, "
+                "or ±1.96 standard errors over requests with one seed; wide where a mechanism "
+                "ran on few requests); the dashed line is truthful bidding.",
                 utility_curve_png(
                     curves, scenarios=scenarios, labels=labels, sweep_keys=sweep_keys
                 ),
@@ -118,7 +124,7 @@ def draw_figures(
                 "frontier",
                 "Revenue against welfare",
                 "Revenue (RPM in feed markets) against welfare per request: means with 95% "
-                "t-intervals in both directions, faint dots the seeds.",
+                f"intervals ({INTERVALS}) in both directions, faint dots the seeds.",
                 frontier_png(
                     summary, scenarios=scenarios, labels=labels, sweep_keys=sweep_keys, feed=feed
                 ),
@@ -129,7 +135,7 @@ def draw_figures(
                 "Ground truth against the mechanism's model",
                 "CTR-poi, RPM and psi under the ground-truth user model (x) against the "
                 "mechanism's own model (y): points on the dashed y = x line mean an unbiased "
-                "model; error bars are 95% t-intervals over seeds.",
+                f"model; error bars are 95% intervals ({INTERVALS}).",
                 truth_vs_model_png(
                     summary, scenarios=scenarios, labels=labels, sweep_keys=sweep_keys
                 ),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ega_sim.report.figures.common import (
+    LEGEND_FONTSIZE,
     LINESTYLES,
     figure_style,
     hide_unused,
@@ -50,8 +51,9 @@ def regret_png(
     present, colors, keys = scenario_panels(regret, scenarios, labels, sweep_keys)
     if not present:
         return None
+    fell_back_anywhere = False
     with figure_style():
-        figure, axes = panel_figure(len(present), 4.6, 3.4)
+        figure, axes = panel_figure(len(present), 4.8, 3.6)
         for axis, scenario in zip(np.ravel(axes), present, strict=False):
             part = regret[regret["scenario"] == scenario]
             normalized, fell_back = _normalized_regret(part)
@@ -73,6 +75,7 @@ def regret_png(
                     zero_share = float(np.mean(values == 0))
                     cells = set(rows["cell"].astype(str)) if "cell" in rows.columns else set()
                     marker = " *" if cells & fell_back else ""
+                    fell_back_anywhere |= bool(marker)
                     sns.ecdfplot(
                         x=values,
                         ax=axis,
@@ -86,8 +89,11 @@ def regret_png(
             axis.set_xlabel(f"regret / mean truthful utility (linear below {threshold:g})")
             axis.set_ylabel("share of pairs")
             axis.set_title(scenario)
-            axis.legend(fontsize=6, loc="lower right")
+            axis.legend(fontsize=LEGEND_FONTSIZE - 1, loc="lower right")
         hide_unused(axes, len(present))
-        figure.suptitle("Ex-post regret (* scaled by the scenario's mean utility)")
+        title = "Ex-post regret per (request, bidder) pair"
+        if fell_back_anywhere:  # a cell whose truthful utility is 0 (first price)
+            title += "\n(* truthful utility 0: scaled by the scenario's mean utility instead)"
+        figure.suptitle(title)
         figure.tight_layout()
         return to_png(figure)

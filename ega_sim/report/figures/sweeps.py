@@ -1,5 +1,5 @@
 """The sweeps figure (the form of the paper's Figure 5): RPM and CTR-poi, or revenue and
-welfare, against each swept value, one line per mechanism with a 95% t band."""
+welfare, against each swept value, one line per mechanism with a 95% band."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ega_sim.report.figures.common import (
     all_finite,
     bottom_legend,
     figure_style,
-    palette,
+    mechanism_colors,
     percent_axis,
     pyplot,
     to_png,
@@ -37,13 +37,13 @@ def sweeps_png(
     feed: bool = False,
 ) -> bytes | None:
     """Per sweep key (rows), RPM and CTR-poi (columns) against the swept value, one line per
-    label (line style per value of the other sweep keys), a 95% t band and the seeds as dots."""
+    label (line style per value of the other sweep keys), a 95% band and the seeds as dots."""
     part = summary[summary["scenario"] == scenario]
     keys = [k for k in sweep_keys if k in part.columns and part[k].notna().any()]
     metrics = [m for m in sweep_metrics(feed) if (part["metric"] == m).any()]
     if not keys or not metrics:
         return None
-    colors = dict(zip(labels, palette(len(labels)), strict=False))
+    colors = mechanism_colors(labels)
     plt = pyplot()
     with figure_style():
         figure, axes = plt.subplots(
@@ -90,8 +90,13 @@ def sweeps_png(
                         low = line["low"].to_numpy(float)
                         high = line["high"].to_numpy(float)
                         axis.fill_between(
-                            x, low, high, color=colors[label], alpha=0.15, linewidth=0
+                            x, low, high, color=colors[label], alpha=0.07, linewidth=0
                         )
+                        for bound in (low, high):  # thin edges: overlapping bands stay legible
+                            axis.plot(
+                                x, bound, color=colors[label], linestyle=style, linewidth=0.5,
+                                alpha=0.6,
+                            )  # fmt: skip
                         if len(x) == 1 and all_finite(float(low[0]), float(high[0])):
                             mean = float(line["mean"].iloc[0])
                             axis.errorbar(
@@ -131,7 +136,7 @@ def sweeps_png(
             Line2D([], [], color="grey", linestyle=s, label=t) for t, s in styles_used.items()
         ]
         bottom_legend(figure, handles)
-        figure.suptitle(f"{scenario}: sweeps (mean over seeds, 95% t band, dots = seeds)")
+        figure.suptitle(f"{scenario}: sweeps (mean over seeds, 95% bands, dots = seeds)")
         bottom = min(0.25, 0.06 + 0.03 * math.ceil(len(handles) / 5)) / max(1, len(keys) ** 0.5)
         figure.tight_layout(rect=(0, bottom, 1, 1))
         return to_png(figure)

@@ -11,8 +11,10 @@ import pandas as pd
 
 from ega_sim.report.figures.common import (
     LINESTYLES,
+    bottom_legend,
     figure_style,
     hide_unused,
+    legend_rows,
     panel_figure,
     scenario_panels,
     to_png,
@@ -51,8 +53,11 @@ def utility_curve_png(
     present, colors, keys = scenario_panels(curves, scenarios, labels, sweep_keys)
     if not present:
         return None
+    from matplotlib.lines import Line2D
+
+    handles: dict[str, Line2D] = {}
     with figure_style():
-        figure, axes = panel_figure(len(present), 4.4, 3.3)
+        figure, axes = panel_figure(len(present), 4.8, 3.4)
         for axis, scenario in zip(np.ravel(axes), present, strict=False):
             part = curves[curves["scenario"] == scenario]
             for label in labels:
@@ -63,28 +68,36 @@ def utility_curve_png(
                     if line.empty:
                         continue
                     text = sweep_point_text(keys, point)
-                    axis.plot(
-                        line["multiplier"],
-                        line["mean"],
-                        color=colors.get(label),
-                        linestyle=LINESTYLES[s % len(LINESTYLES)],
-                        linewidth=1.4,
-                        label=f"{label} ({text})" if text else label,
+                    name = f"{label} ({text})" if text else label
+                    style = {
+                        "color": colors.get(label),
+                        "linestyle": LINESTYLES[s % len(LINESTYLES)],
+                    }
+                    (drawn,) = axis.plot(
+                        line["multiplier"], line["mean"], linewidth=1.6, label=name, **style
                     )
+                    handles.setdefault(name, drawn)
+                    # A light band edged by thin lines: wide bands (few requests) stay readable
+                    # without hiding the other curves.
                     axis.fill_between(
                         line["multiplier"],
                         line["low"],
                         line["high"],
                         color=colors.get(label),
-                        alpha=0.18,
+                        alpha=0.07,
                         linewidth=0,
                     )
+                    for bound in ("low", "high"):
+                        axis.plot(
+                            line["multiplier"], line[bound], linewidth=0.5, alpha=0.6, **style
+                        )
             axis.axvline(1.0, color="grey", linestyle="--", linewidth=1)
             axis.set_xlabel("bid multiplier (bid / value)")
             axis.set_ylabel("utility per request")
             axis.set_title(scenario)
-            axis.legend(fontsize=6)
         hide_unused(axes, len(present))
-        figure.suptitle("Utility against misreport (others truthful; band 95%; dashed = truthful)")
-        figure.tight_layout()
+        columns = 4
+        bottom_legend(figure, list(handles.values()), columns=columns)
+        figure.suptitle("Utility against misreport (others truthful; 95% bands)")
+        figure.tight_layout(rect=(0, 0.06 * legend_rows(len(handles), columns), 1, 1))
         return to_png(figure)
