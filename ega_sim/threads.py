@@ -1,12 +1,12 @@
 """Torch's CPU thread count for one call, set and then restored.
 
-Torch starts with one intra-op thread per core; on a busy machine, or with several runs at
-once, that oversubscribes the cores and runs far slower than one thread (measured: `ega-sim
-evaluate --scenario textbook` 38 s with the default against 6.6 s with one thread, on two busy
-cores). So every public compute entry point (evaluate, train_mechanism, simulate_logs, ...)
-takes `threads` (default 1; None keeps the caller's setting) and every command `--threads`
-(default 1). Float sums run in another order with another thread count, so the same seed gives
-the same numbers only at the same thread count.
+Torch starts with one intra-op thread per core; on a busy machine, or with several runs at once,
+that oversubscribes the cores and runs far slower than one thread (measured on two shared cores
+under a load near 5: the evaluations of `ega-sim evaluate --scenario textbook` took 10.5 s with
+torch's default against 0.9 s with one thread). So every public compute entry point (evaluate,
+train_mechanism, simulate_logs, ...) takes `threads` (default 1; None keeps the caller's setting)
+and every command `--threads` (default 1). Float sums run in another order with another thread
+count, so the same seed gives the same numbers only at the same thread count.
 """
 
 from __future__ import annotations
