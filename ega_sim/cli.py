@@ -15,6 +15,7 @@ from ega_sim.bench import SUITES, run_suites
 from ega_sim.config.errors import ConfigError
 from ega_sim.experiments.executors import EXECUTORS
 from ega_sim.metrics.regret import MISREPORT_METHODS, REGRET_BIDDERS
+from ega_sim.threads import using_threads
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,7 +55,9 @@ REQUESTS = opt("--requests", type=int, help="requests")
 SEED = opt("--seed", type=int, default=0, help="run seed")
 DEVICE = opt("--device", default="cpu", help="cpu or cuda")
 CHECKPOINT = opt("--checkpoint", help="folder of a trained mechanism (see `ega-sim train`)")
-THREADS = opt("--threads", type=int, default=1, help="torch CPU threads")
+THREADS = opt(  # applied to the whole command by main()
+    "--threads", type=int, default=1, help="torch CPU threads; 1 never oversubscribes busy cores"
+)
 JSON = opt("--json", action="store_true", help="print JSON Lines, one per mechanism")
 OUT = opt("--out", required=True)
 
@@ -125,11 +128,17 @@ def _report(args: argparse.Namespace) -> int:
     REQUESTS.but(default=10_000),
     SEED,
     opt("--misreport", choices=MISREPORT_METHODS, default="exact", help="regret search"),
-    opt("--regret-bidders", choices=REGRET_BIDDERS, default="default", help="whose misreports"),
+    opt(
+        "--regret-bidders",
+        choices=REGRET_BIDDERS,
+        default="default",
+        help="whose misreports: shown ads, all, or (default) the mechanism's default",
+    ),
     opt("--dense-points", type=int, default=64, help="bids of the dense search"),
     opt("--gamma-max", type=float, default=2.0, help="dense search upper multiplier"),
     DEVICE,
     CHECKPOINT,
+    THREADS,
     JSON,
     opt("--out", help="also write the JSON Lines to this file"),
 )
@@ -169,10 +178,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     spec = MisreportSpec(
         args.misreport, args.dense_points, args.gamma_max, bidders=args.regret_bidders
     )
-    options = {"requests": args.requests, "seed": args.seed, "progress": sys.stderr.isatty()}
+    options = {"requests": args.requests, "seed": args.seed, "threads": args.threads}
     results = []
     for mechanism in mechanisms:
-        results.append(evaluate(mechanism, world, misreport=spec, **options))
+        results.append(evaluate(mechanism, world, misreport=spec, progress=True, **options))
         if args.json:
             print(to_json_line(results[-1]), flush=True)
     if not args.json:
@@ -188,6 +197,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     REQUESTS.but(default=50_000),
     SEED,
     opt("--exploration", type=float, default=0.2, help="share of lists shown in random order"),
+    THREADS,
     OUT.but(help="log folder to write"),
 )
 def _simulate_logs(args: argparse.Namespace) -> int:
@@ -205,8 +215,8 @@ def _simulate_logs(args: argparse.Namespace) -> int:
     from ega_sim.world.build import make_world
 
     world = make_world(args.scenario)
-    settings = {"seed": args.seed, "exploration": args.exploration}
-    meta = simulate_logs(world, args.requests, args.out, progress=sys.stderr.isatty(), **settings)
+    settings = {"seed": args.seed, "exploration": args.exploration, "threads": args.threads}
+    meta = simulate_logs(world, args.requests, args.out, progress=True, **settings)
     print(
         f"wrote {meta['requests']} logged requests of {meta['scenario']} to {args.out} "
         f"(POI CTR {meta['poi_ctr']:.4f}, {meta['seconds']:.1f} s)"
@@ -217,16 +227,17 @@ def _simulate_logs(args: argparse.Namespace) -> int:
 @command(
     "train",
     SCENARIO,
-    opt("--mechanism", required=True, metavar="ALLOCATOR/PAYMENT"),
+    opt("--mechanism", required=True, metavar="ALLOCATOR/PAYMENT", help="what to train"),
     OUT.but(help="checkpoint folder to write"),
     opt("--logs", help="log folder (default: simulate into OUT/logs)"),
     opt("--log-requests", type=int, default=50_000, help="requests to simulate without --logs"),
     SEED,
-    opt("--epochs", type=int, help="training epochs"),
+    opt("--epochs", type=int, help="training epochs (default: the training config's)"),
     opt("--config", help="ega/gr: a TOML file of EGAConfig keys; */paynet: of PaynetTrainConfig"),
     opt("--from", dest="from_dir", help="*/paynet on a feed market: a trained allocator to reuse"),
-    opt("--steps", type=int, help="*/paynet: training steps"),
+    opt("--steps", type=int, help="*/paynet: training steps (default: the config's)"),
     DEVICE.but(help="where ega/gr and payment networks train (logs and pCTR: the CPU)"),
+    THREADS,
 )
 def _train(args: argparse.Namespace) -> int:
     """train what a learned mechanism needs, from logs
@@ -254,9 +265,9 @@ def _train(args: argparse.Namespace) -> int:
     world = make_world(args.scenario, args.device)
     if args.mechanism not in (known := mechanism_names(world)):
         raise ValueError(f"mechanism: expected one of {', '.join(known)}; got {args.mechanism!r}")
-    keys = ("logs", "log_requests", "seed", "epochs", "from_dir", "steps")
+    keys = ("logs", "log_requests", "seed", "epochs", "from_dir", "steps", "threads")
     settings = {key: getattr(args, key) for key in keys} | {"config_path": args.config}
-    settings["progress"] = sys.stderr.isatty()
+    settings["progress"] = True  # a bar on a terminal, a line per stage and every 30 s off one
     print(train_mechanism(world, args.mechanism, Path(args.out), **settings))
     return 0
 
@@ -269,7 +280,8 @@ def _train(args: argparse.Namespace) -> int:
     REQUESTS.but(default=20_000, help="requests per curve point"),
     SEED,
     opt("--bandit-steps", type=int, default=300, help="0 skips the bandit"),
-    opt("--ppo-steps", type=int, default=0, help="PPO training steps (0: none)"),
+    opt("--ppo-steps", type=int, default=0, help="PPO training steps, 0 for none"),
+    THREADS,
     OUT.but(help="folder for misreport.csv and .png"),
 )
 def _misreport(args: argparse.Namespace) -> int:
@@ -292,7 +304,7 @@ def _misreport(args: argparse.Namespace) -> int:
     from ega_sim.world.build import make_world
 
     check_output_folder(args.out, "--out")  # refused now rather than after the study
-    settings = ("checkpoint", "requests", "seed", "bandit_steps", "ppo_steps")
+    settings = ("checkpoint", "requests", "seed", "bandit_steps", "ppo_steps", "threads")
     world = make_world(args.scenario)
     table = run_misreport_study(world, args.mechanism, **{k: getattr(args, k) for k in settings})
     written = [f"wrote {path}" for path in write_study(table, args.out)]
@@ -336,11 +348,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Description and examples kept as written; an option's default shown in its help."""
+    """Description and examples kept as written; an option's default shown in its help, unless
+    the help already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         default = action.default
         if default is None or default is False or default == argparse.SUPPRESS:
+            return action.help
+        if "default" in (action.help or ""):
             return action.help
         shown = " ".join(default) if isinstance(default, list) else default
         return f"{action.help} (default: {shown})"
@@ -373,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with using_threads(getattr(args, "threads", None), "--threads"):  # setup work too
+            return args.handler(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stderr.close()
         return 0

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig
@@ -30,8 +29,10 @@ from ega_sim.metrics.regret_summary import (
     regret_series,
     summarize_regret,
 )
+from ega_sim.progress import Progress, track
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import World, as_world
 from ega_sim.world.market_world import FeedMarketWorld
 
@@ -100,6 +101,7 @@ class EvaluationResult:
     ctr_poi_model: float  # ctr_poi as the mechanism's own CTR model predicts it
     rpm_model: float  # rpm with the model's clicks instead of the truth's
     seconds: float
+    threads: int  # torch's CPU threads during the run (float sums depend on it)
     version: str
     git_commit: str
 
@@ -172,6 +174,7 @@ def evaluate(mechanism, world: World | ScenarioConfig | str | Path, **options) -
     return evaluate_detailed(mechanism, world, **options)[0]
 
 
+@sets_threads
 def evaluate_detailed(
     mechanism,
     world: World | ScenarioConfig | str | Path,
@@ -183,12 +186,16 @@ def evaluate_detailed(
     device: str | torch.device | None = None,
     chunk_size: int | None = None,
     checkpoint: str | Path | None = None,
-    progress: bool = False,
+    progress: Progress = False,
+    threads: int | None = 1,
 ) -> tuple[EvaluationResult, EvaluationDetails]:
     """`evaluate`, with the utility curve and a regret sample. A scenario's world is built on
     `device` (default the CPU; a world stays on its own). `checkpoint` is where a learned
     mechanism given by name loads its trained parts; regret is measured on the first
-    `regret_requests` requests (all by default: a search that re-runs beam search is costly)."""
+    `regret_requests` requests (all by default: a search that re-runs beam search is costly).
+    `threads`: torch's CPU threads for the call (default 1, which never oversubscribes the
+    cores; None keeps the caller's setting), restored afterwards and recorded in the result;
+    ValueError unless an integer >= 1 or None. `progress`: see ega_sim/progress.py."""
     if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
         raise ValueError(f"requests: expected an integer >= 1, got {requests!r}")
     regret_requests = requests if regret_requests is None else regret_requests
@@ -213,7 +220,7 @@ def evaluate_detailed(
     bounds = sorted({*range(0, requests, chunk_size), regret_requests, requests})
     parts: dict[str, list[torch.Tensor]] = {}
     chunks = list(itertools.pairwise(bounds))
-    for start, stop in tqdm(chunks, desc=mechanism.name, disable=not progress, unit="chunk"):
+    for start, stop in track(chunks, mechanism.name, progress=progress, unit="chunk"):
         batch = all_requests.slice(start, stop)
         regret_here = with_regret and start < regret_requests
         for key, value in _measure_chunk(spec, mechanism, world, batch, regret_here).items():
@@ -268,6 +275,7 @@ def evaluate_detailed(
         ctr_poi_model=defined_ratio(float(joined["model_clicks"].sum()), ads),
         rpm_model=1000.0 * float(joined["model_revenue"].mean()),
         seconds=seconds,
+        threads=torch.get_num_threads(),
         **provenance(),
     )
     details = EvaluationDetails(

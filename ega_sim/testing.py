@@ -18,6 +18,7 @@ from ega_sim.metrics.outcomes import IR_TOLERANCE
 from ega_sim.metrics.regret import MisreportSpec, candidate_misreports
 from ega_sim.metrics.rerun import rerun_utility
 from ega_sim.seeding import make_generator
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import World, as_world
 
 
@@ -25,11 +26,18 @@ def _fail(mechanism, message: str) -> AssertionError:
     return AssertionError(f"{mechanism.name}: {message}")
 
 
+@sets_threads
 def check_mechanism(
-    mechanism, scenario: World | ScenarioConfig | str, requests: int = 64, seed: int = 0
+    mechanism,
+    scenario: World | ScenarioConfig | str,
+    requests: int = 64,
+    seed: int = 0,
+    *,
+    threads: int | None = 1,
 ):
     """Raise AssertionError naming the first broken rule of the mechanism contract, on
-    requests of a world (or of a scenario's world on the CPU)."""
+    requests of a world (or of a scenario's world on the CPU). `threads`: torch's CPU threads
+    for the call (default 1; None keeps the caller's setting), restored afterwards."""
     world = as_world(scenario)
     scenario = world.config
     batch = world.sample_requests(requests, make_generator(seed, "check_mechanism"))

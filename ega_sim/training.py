@@ -11,7 +11,9 @@ from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.config.scenario import ScenarioConfig
 from ega_sim.logs.simulate import simulate_logs
 from ega_sim.logs.store import read_logs
+from ega_sim.progress import Progress
 from ega_sim.ranking.train import PCTRTrainConfig, save_cascade_checkpoint, train_pctr
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import World, as_world
 
 
@@ -48,7 +50,7 @@ def _train_generative(
     *,
     seed: int,
     epochs: int | None,
-    progress: bool,
+    progress: Progress,
     config_path: str | Path | None = None,
 ) -> str:
     from ega_sim.config.reader import read_toml
@@ -61,9 +63,8 @@ def _train_generative(
     if epochs is not None:
         config = dataclasses.replace(config, pretrain=PretrainConfig(epochs=epochs))
     scenario = world.config
-    reports = train_ega(
-        scenario, logs, out, config, seed=seed, progress=progress, device=world.device, world=world
-    )
+    settings = {"seed": seed, "progress": progress, "device": world.device, "threads": None}
+    reports = train_ega(scenario, logs, out, config, world=world, **settings)
     lines = [
         f"trained the EGA-V2 pipeline for {scenario.name} on {logs.n_requests} logged "
         f"requests; checkpoint in {out}"
@@ -116,8 +117,9 @@ def _train_paynet(
             )
         _copy_allocator(Path(from_dir), out)
     elif feed and allocator != "oracle_cascade" and not (out / "checkpoint.json").is_file():
-        train_mechanism(world, f"{allocator}/gsp", out, seed=seed, progress=progress, **rest)
-    report = train_paynet(world, allocator, out, config, seed=seed, progress=progress)
+        allocator_settings = {"seed": seed, "progress": progress, "threads": None, **rest}
+        train_mechanism(world, f"{allocator}/gsp", out, **allocator_settings)
+    report = train_paynet(world, allocator, out, config, seed=seed, progress=progress, threads=None)
     figures = report["validation"]
     return (
         f"trained {allocator}/paynet for {scenario.name} in {report['seconds']:.1f} s "
@@ -128,6 +130,7 @@ def _train_paynet(
     )
 
 
+@sets_threads
 def train_mechanism(
     world: World | ScenarioConfig,
     mechanism: str,
@@ -137,16 +140,19 @@ def train_mechanism(
     log_requests: int = 50_000,
     seed: int = 0,
     epochs: int | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     config_path: str | Path | None = None,
     from_dir: str | Path | None = None,
     steps: int | None = None,
+    threads: int | None = 1,
 ) -> str:
     """Train and write a checkpoint folder; returns a one-paragraph report. `config_path`: a
     TOML file of EGAConfig keys for ega/gr, of PaynetTrainConfig keys for */paynet.
     `from_dir`: for */paynet, a trained allocator to reuse instead of training one. `world`:
     the scenario's world (a scenario's is built on the CPU): the generative pipeline and
-    payment networks train on its device; logs and the cascade's pCTR model on the CPU."""
+    payment networks train on its device; logs and the cascade's pCTR model on the CPU.
+    `threads`: torch's CPU threads for the call (default 1; None keeps the caller's setting),
+    restored afterwards. `progress`: see ega_sim/progress.py (a line per stage off a terminal)."""
     world = as_world(world)
     scenario = world.config
     out = Path(out)
@@ -175,7 +181,7 @@ def train_mechanism(
     if logs is None:
         logs = out / "logs"
         if not (Path(logs) / "meta.json").is_file():  # a rerun resumes on the same logs
-            simulate_logs(world, log_requests, logs, seed=seed, progress=progress)
+            simulate_logs(world, log_requests, logs, seed=seed, progress=progress, threads=None)
         data = read_logs(logs, scenario)
         if (data.meta.get("seed"), data.meta.get("requests")) != (seed, log_requests):
             raise ValueError(

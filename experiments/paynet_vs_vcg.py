@@ -55,12 +55,12 @@ def run(
 ) -> dict:
     world = make_world(name)
     started = time.perf_counter()
-    report = train_paynet(world, allocator, out, config, seed=seed, progress=True)
+    keep = {"threads": None}  # the count main() set
+    report = train_paynet(world, allocator, out, config, seed=seed, progress=True, **keep)
     seconds = time.perf_counter() - started
-    learned = ega_sim.evaluate(
-        f"{allocator}/paynet", world, requests=requests, seed=seed + 1000, checkpoint=out
-    )
-    vcg = ega_sim.evaluate(REFERENCE[allocator], world, requests=requests, seed=seed + 1000)
+    settings = {"requests": requests, "seed": seed + 1000, **keep}
+    learned = ega_sim.evaluate(f"{allocator}/paynet", world, checkpoint=out, **settings)
+    vcg = ega_sim.evaluate(REFERENCE[allocator], world, **settings)
     error, mean_price = price_error(world, allocator, out, requests, seed + 2000)
     return {
         "scenario": name,

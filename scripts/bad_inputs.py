@@ -325,6 +325,13 @@ ARGUMENTS = [
     ("evaluate --device meta", "device", f"{EVALUATE} --device meta", None),
     ("evaluate --device cuda:99", "device", f"{EVALUATE} --device cuda:99", None),
     ("run --threads 0", "threads", f"{RUN} --threads 0", RUNNABLE),
+    ("evaluate --threads 0", "--threads", f"{EVALUATE} --threads 0", None),
+    (
+        "misreport --threads -1",
+        "--threads",
+        "misreport --scenario textbook --out m --threads -1",
+        None,
+    ),
     ("run --address without --executor ray", "--address", f"{RUN} --address h:1", RUNNABLE),
     ("evaluate --requests -1", "requests", "evaluate --scenario single_slot --requests -1", None),
     ("evaluate --seed abc", "--seed", f"{EVALUATE} --seed abc", None),

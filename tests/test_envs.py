@@ -281,6 +281,35 @@ def test_misreport_command_writes_the_table_and_figure(tmp_path, capsys):
     assert float(vcg["multiplier"].iloc[0]) == 1.0  # truthful is the best response under VCG
 
 
+def test_misreport_summary_prints_the_truthful_utility(tmp_path, capsys):
+    """The printed summary gives each mechanism's truthful utility (multiplier 1) with its 95%
+    half-width: the study's own figures, and the closed forms of single_slot (two U[0, 1]
+    bidders, one slot): second price leaves the focal bidder E[(v - v')+] = 1/6 per request,
+    first price with truthful bids leaves it nothing."""
+    import re
+
+    import pandas as pd
+
+    from ega_sim.cli import main
+    from ega_sim.intervals import Z95
+
+    argv = ["misreport", "--scenario", "single_slot", "--mechanism", "cascade/vcg", "cascade/first"]
+    assert main([*argv, "--requests", "4000", "--bandit-steps", "0", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = pd.read_csv(tmp_path / "misreport.csv")
+    curve = table[(table["kind"] == "curve") & (table["multiplier"] == 1.0)].set_index("mechanism")
+    for mechanism, expected in (("cascade/vcg", 1 / 6), ("cascade/first", 0.0)):
+        line = next(line for line in lines if line.startswith(mechanism + " "))
+        utility, half_width = map(float, re.search(r"truthful u (\S+) ±(\S+)", line).groups())
+        truthful = curve.loc[mechanism]
+        assert utility == round(truthful["utility_per_request"], 4)
+        assert half_width == round(Z95 * truthful["utility_se"], 4)
+        assert within_standard_errors(
+            truthful["utility_per_request"], expected, truthful["utility_se"]
+        )
+    assert "truthful u 0.0000 ±0.0000" in next(line for line in lines if "cascade/first" in line)
+
+
 def test_best_response_strategy_bids_b_star_in_each_value_bin():
     from ega_sim.envs.best_response import BestResponse
 

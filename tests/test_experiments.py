@@ -413,7 +413,7 @@ def test_two_runs_sharing_artifacts_train_a_part_once(tmp_path, monkeypatch):
     artifact = artifacts.Artifact("paynet", "textbook", {}, {"steps": 5}, 0, allocator="cascade")
     trained = []
 
-    def slow_train(artifact, root, out):
+    def slow_train(artifact, root, out, progress):
         trained.append(artifact.id)
         time.sleep(0.5)
         record = {"id": artifact.id, "seconds": 0.5, "summary": "fake"}

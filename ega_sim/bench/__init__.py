@@ -12,21 +12,20 @@ SUITES = ("position", "feed", "logs", "ega", "paynet", "envs")
 
 def run_suites(args) -> list[dict]:
     """The suites `ega-sim bench` asks for (its parsed arguments), with `args.threads` torch
-    threads; returns every record printed."""
-    import torch
-
+    threads (restored afterwards); returns every record printed. The suites call the library
+    with threads=None: the count set here."""
     from ega_sim.bench.auctions import run_paynet_bench, run_position_bench
     from ega_sim.bench.common import Printer
     from ega_sim.bench.envs import run_envs_bench
     from ega_sim.bench.feed import run_feed_bench, run_logs_bench
     from ega_sim.bench.generative import run_generative_bench
+    from ega_sim.threads import using_threads
     from ega_sim.world.build import resolve_device
 
     for key in ("threads", "repeats", "requests", "feed_requests", "bidders", "slots", "steps"):
         if getattr(args, key) < 1:
             flag = key.replace("_", "-")
             raise ValueError(f"--{flag}: expected an integer >= 1, got {getattr(args, key)}")
-    torch.set_num_threads(args.threads)
     resolve_device(args.device)  # fail before any work when the device is missing
     printer = Printer(args.json)
     suites = {"default": ("position", "feed"), "all": ("position", "feed", "logs")}
@@ -48,6 +47,7 @@ def run_suites(args) -> list[dict]:
         ),
         "envs": lambda: run_envs_bench(printer, checkpoint=args.checkpoint),
     }
-    for suite in chosen:
-        runs[suite]()
+    with using_threads(args.threads, "--threads"):
+        for suite in chosen:
+            runs[suite]()
     return printer.records

@@ -76,7 +76,8 @@ runpy.run_module("ega_sim.cli", run_name="__main__")
 
 def fresh_process(argv: list[str], threads: int | None = None) -> tuple[float, float]:
     """Wall seconds and peak memory (MiB) of `ega-sim ARGV` run in a fresh process, as a user
-    runs it (imports and setup included). Linux: the peak is read from /proc."""
+    runs it (imports and setup included), with `--threads THREADS` when given. Linux: the
+    peak is read from /proc."""
     import os
     import subprocess
     import sys
@@ -85,6 +86,7 @@ def fresh_process(argv: list[str], threads: int | None = None) -> tuple[float, f
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
+        argv = [*argv, "--threads", str(threads)]
     with tempfile.TemporaryDirectory() as scratch:
         peak_file = Path(scratch) / "peak_kib"
         started = time.perf_counter()

@@ -28,17 +28,21 @@ def run_feed_bench(
             started = time.perf_counter()
             checkpoint = Path(scratch) / "cascade"
             train_mechanism(
-                make_world(scenario), "cascade/gsp", checkpoint, log_requests=20_000, epochs=3
+                make_world(scenario),
+                "cascade/gsp",
+                checkpoint,
+                log_requests=20_000,
+                epochs=3,
+                threads=None,
             )
             seconds = time.perf_counter() - started
             record = {**base, "benchmark": "simulate 20k logs + train pCTR", "seconds": seconds}
             printer.rate(record, record["benchmark"], scenario, 20_000, "requests", seconds)
         mechanism = "cascade/gsp"
-        evaluate(mechanism, world, requests=500, misreport="grid", checkpoint=checkpoint)  # warm-up
+        settings = {"checkpoint": checkpoint, "threads": None}
+        evaluate(mechanism, world, requests=500, misreport="grid", **settings)  # warm-up
         for method in ("none", "grid"):
-            result = evaluate(
-                mechanism, world, requests=requests, misreport=method, checkpoint=checkpoint
-            )
+            result = evaluate(mechanism, world, requests=requests, misreport=method, **settings)
             label = f"evaluate cascade/gsp, {'no' if method == 'none' else 'grid'} regret"
             record = {
                 **base,
@@ -57,9 +61,11 @@ def run_logs_bench(printer: Printer, *, scenario="feed_medium", requests=100_000
 
     with tempfile.TemporaryDirectory() as scratch:
         argv = ["simulate-logs", "--scenario", scenario, "--requests", str(requests)]
-        seconds, peak_mib = fresh_process([*argv, "--out", f"{scratch}/logs"])
+        threads = torch_threads()
+        seconds, peak_mib = fresh_process([*argv, "--out", f"{scratch}/logs"], threads)
     record = {
         "benchmark": "simulate-logs",
+        "threads": threads,
         "scenario": scenario,
         "requests": requests,
         "seconds": seconds,

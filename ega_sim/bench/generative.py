@@ -55,10 +55,10 @@ def _brief_checkpoint(world, out: Path) -> None:
     from ega_sim.logs.simulate import simulate_logs
     from ega_sim.logs.store import read_logs
 
-    simulate_logs(world, 2_000, out / "logs", seed=0)
+    simulate_logs(world, 2_000, out / "logs", seed=0, threads=None)
     logs = read_logs(out / "logs", world.config)
     config = EGAConfig.from_dict(BRIEF_TRAINING)
-    train_ega(world.config, logs, out, config, seed=0, device=world.device)
+    train_ega(world.config, logs, out, config, seed=0, device=world.device, threads=None)
 
 
 def run_generative_bench(
@@ -129,9 +129,9 @@ def run_generative_bench(
             """`evaluate` of `name` on `count` requests after a warm-up, with its peak memory;
             `label` may name `{bidders}`, whose regret was searched."""
             mechanism = make_mechanism(name, world, checkpoint=checkpoint)
-            evaluate(mechanism, world, requests=8, misreport=misreport)  # warm-up
+            evaluate(mechanism, world, requests=8, misreport=misreport, threads=None)  # warm-up
             _reset_peak(world.device)
-            result = evaluate(mechanism, world, requests=count, misreport=misreport)
+            result = evaluate(mechanism, world, requests=count, misreport=misreport, threads=None)
             record = {
                 **base,
                 "benchmark": benchmark,

@@ -16,6 +16,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pandas as pd
+import torch
 
 from ega_sim.atomic import write_bytes_atomic, write_text_atomic
 from ega_sim.envs import ENV_ID
@@ -23,7 +24,9 @@ from ega_sim.envs.action_scaling import to_policy_actions
 from ega_sim.envs.best_response import learn_multiplier, utility_curve
 from ega_sim.envs.market import AuctionMarket
 from ega_sim.envs.strategies import MULTIPLIER_GRID, UCBBandit
+from ega_sim.intervals import Z95
 from ega_sim.provenance import provenance
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import as_world
 
 CURVE_GRID = tuple(round(0.05 * k, 2) for k in range(1, 41))  # 0.05 .. 2.0
@@ -75,6 +78,7 @@ def _ppo(market: AuctionMarket, steps: int, per_step: int, seed: int):
     return multiplier, utility, truthful
 
 
+@sets_threads
 def run_misreport_study(
     scenario,
     mechanisms: list[str],
@@ -85,9 +89,12 @@ def run_misreport_study(
     bandit_steps: int = 300,
     ppo_steps: int = 0,
     requests_per_step: int = 64,
+    threads: int | None = 1,
 ) -> pd.DataFrame:
     """The tidy table of the study (see the module docstring). `scenario` is a world or a
-    scenario (whose world is built on the CPU); each mechanism is built once on it."""
+    scenario (whose world is built on the CPU); each mechanism is built once on it.
+    `threads`: torch's CPU threads for the call (default 1; None keeps the caller's setting),
+    restored afterwards."""
     for key, value, minimum in (
         ("requests", requests, 1),
         ("bandit_steps", bandit_steps, 0),
@@ -138,6 +145,7 @@ def run_misreport_study(
             multiplier, utility, truthful_there = _ppo(market, ppo_steps, requests_per_step, seed)
             rows.append(row("ppo", multiplier, utility, math.nan, truthful=truthful_there))
     table = pd.DataFrame(rows)
+    table["threads"] = torch.get_num_threads()
     for key, value in provenance().items():
         table[key] = value
     return table
@@ -220,20 +228,35 @@ def write_study(table: pd.DataFrame, out: str | Path) -> list[Path]:
     ]
 
 
+def _utility(utility: float, se: float) -> str:
+    """A utility per request, with its 95% half-width over requests where it has one."""
+    interval = f" ±{Z95 * se:.4f}" if math.isfinite(se) else ""
+    return f"u {utility:.4f}{interval}"
+
+
 def summary_lines(table: pd.DataFrame) -> list[str]:
-    """One line per mechanism: best response, bandit and PPO multipliers and gains."""
+    """One line per mechanism: the truthful utility (multiplier 1), then the best response's,
+    the bandit's and PPO's multipliers, utilities and gains over truthful bidding. A utility
+    read off the curve carries its 95% interval (± 1.96 standard errors over requests); PPO's,
+    measured on its own requests, has none."""
     lines = []
     for name, part in table.groupby("mechanism", sort=False):
-        pieces = [f"{name:<22}"]
+        curve = part[part["kind"] == "curve"]
+
+        def on_curve(multiplier: float, curve=curve) -> pd.Series:
+            return curve.loc[(curve["multiplier"] - multiplier).abs().idxmin()]
+
+        truthful = on_curve(1.0)
+        truthful_utility = _utility(truthful["utility_per_request"], truthful["utility_se"])
+        pieces = [f"{name:<22}", f"truthful {truthful_utility}"]
         for kind in ("best_response", "bandit", "ppo"):
             found = part[part["kind"] == kind]
             if len(found):
                 entry = found.iloc[0]
                 gain = entry["gain_over_truthful"]
                 change = f"{gain:+.1%}" if math.isfinite(gain) else "truthful earns 0"
-                pieces.append(
-                    f"{kind} x{entry['multiplier']:.2f} (u {entry['utility_per_request']:.4f}, "
-                    f"{change})"
-                )
+                se = on_curve(entry["multiplier"])["utility_se"] if kind != "ppo" else math.nan
+                utility = _utility(entry["utility_per_request"], se)
+                pieces.append(f"{kind} x{entry['multiplier']:.2f} ({utility}, {change})")
         lines.append("  ".join(pieces))
     return lines

@@ -25,6 +25,7 @@ from ega_sim.atomic import write_text_atomic
 from ega_sim.config.fingerprint import content_digest, scenario_identity
 from ega_sim.config.scenario import ScenarioConfig, load_scenario
 from ega_sim.paths import inside
+from ega_sim.progress import Progress, labelled
 
 KINDS = ("logs", "cascade", "generative", "paynet")
 LEARNED = ("cascade", "generative", "paynet")  # trained by float optimization: threads matter
@@ -126,29 +127,32 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def train_artifact(artifact: Artifact, root: Path) -> dict:
-    """Train one artifact into root/<id>/ (resuming an unfinished one); returns its record."""
+def train_artifact(artifact: Artifact, root: Path, progress: Progress = False) -> dict:
+    """Train one artifact into root/<id>/ (resuming an unfinished one); returns its record.
+    `progress`: the trainers' (progress.py), their lines labelled with the artifact's id. The
+    torch thread count is the caller's (the task's: executors.run_task)."""
     done = finished(root, artifact.id)
     if done is not None:
         return done
     out = artifact_path(root, artifact.id)
     lock = inside(root, f".{artifact.id}.lock")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(lock):
-        return finished(root, artifact.id) or _train(artifact, root, out)
+    with _exclusive(lock), labelled(artifact.id):
+        return finished(root, artifact.id) or _train(artifact, root, out, progress)
 
 
-def _train(artifact: Artifact, root: Path, out: Path) -> dict:
+def _train(artifact: Artifact, root: Path, out: Path, progress: Progress) -> dict:
     from ega_sim.training import training_config
     from ega_sim.world.build import make_world
 
     scenario = artifact.validated
     started = time.perf_counter()
     source = f"training settings of {artifact.id}"
+    keep = {"seed": artifact.seed, "progress": progress, "threads": None}  # the task's threads
     if artifact.kind == "logs":
         from ega_sim.logs.simulate import simulate_logs
 
-        simulate_logs(make_world(scenario), artifact.log_requests, out, seed=artifact.seed)
+        simulate_logs(make_world(scenario), artifact.log_requests, out, **keep)
         summary = f"{artifact.log_requests} logged requests"
     elif artifact.kind == "cascade":
         from ega_sim.logs.store import read_logs
@@ -156,7 +160,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
 
         logs = read_logs(artifact_path(root, artifact.needs[0]), scenario)
         config = training_config("cascade", artifact.config, source)
-        model, report = train_pctr(logs, config, seed=artifact.seed)
+        model, report = train_pctr(logs, config, seed=artifact.seed, progress=progress)
         save_cascade_checkpoint(out, model, report, scenario, config, logs.meta)
         summary = f"pCTR validation AUC {report['validation_auc']:.4f}"
     elif artifact.kind == "generative":
@@ -167,7 +171,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
         config = training_config("ega", artifact.config, source)
         world = make_world(scenario, artifact.device)  # for the alignment-versus-truth curve
         reports = train_ega(
-            scenario, logs, out, config, seed=artifact.seed, device=artifact.device, world=world
+            scenario, logs, out, config, device=artifact.device, world=world, **keep
         )
         summary = f"reward model AUC {reports['reward_model']['validation_poi_auc']:.4f}"
     else:
@@ -178,7 +182,7 @@ def _train(artifact: Artifact, root: Path, out: Path) -> dict:
             (out / DONE).unlink(missing_ok=True)
         config = training_config("paynet", artifact.config, source)
         world = make_world(scenario, artifact.device)
-        report = train_paynet(world, artifact.allocator, out, config, seed=artifact.seed)
+        report = train_paynet(world, artifact.allocator, out, config, **keep)
         validation = report["validation"]
         summary = f"held-out revenue/request {validation['revenue_per_request']:.4f}"
     record = {

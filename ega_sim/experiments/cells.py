@@ -341,6 +341,7 @@ def _evaluate_cell(cell: Cell, world, checkpoint):
         seed=cell.seed,
         misreport=MisreportSpec(cell.misreport, bidders=cell.regret_bidders),
         regret_requests=cell.regret_requests,
+        threads=None,  # the task's (executors.run_task)
     )
     metrics = {}
     for name, key, se_key in EVALUATE_METRICS:
@@ -386,6 +387,7 @@ def _study_cell(cell: Cell, world, checkpoint):
         bandit_steps=study.bandit_steps,
         ppo_steps=study.ppo_steps,
         requests_per_step=study.requests_per_step,
+        threads=None,  # the task's (executors.run_task)
     )
     curve_rows = table[table["kind"] == "curve"]
     truthful = float(

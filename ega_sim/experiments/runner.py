@@ -13,12 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from ega_sim.atomic import remove_stale_temporaries, write_text_atomic
 from ega_sim.experiments.artifacts import artifact_path, finished, train_artifact
@@ -27,11 +24,13 @@ from ega_sim.experiments.executors import make_executor
 from ega_sim.experiments.results import CELLS, read_records, tables, write_tables
 from ega_sim.experiments.spec import ExperimentSpec
 from ega_sim.paths import check_output_folder, inside
+from ega_sim.progress import Progress, Stage, progress_style
 from ega_sim.provenance import provenance
 
 ARTIFACTS = "artifacts"
 FAILURES = "failures"
 REPORTS = "reports"  # where reports go without --out
+CELL_LINE_EVERY = 10.0  # seconds between two lines about finished cells, off a terminal
 
 
 @dataclass
@@ -133,7 +132,7 @@ def run_experiment(
     threads: int = 1,
     address: str | None = None,
     artifacts: str | Path | None = None,
-    progress: bool | None = None,
+    progress: Progress = True,
 ) -> RunSummary:
     """Run every unfinished cell of `spec` into `out` (default reports/<name>/), then write
     the tables and the report. `workers` tasks at a time (default: CPU cores / threads, of
@@ -141,12 +140,13 @@ def run_experiment(
     parts go to `artifacts` (default OUT/artifacts/); their ids hash everything that shapes
     them (the thread count too, when not 1), so experiments may share one folder. Every path
     is checked to lie inside its folder before anything is written, and temporary files
-    that killed writes left there are removed."""
+    that killed writes left there are removed. `progress` (progress.py): a bar of the cells on
+    a terminal; off one, a line at most every CELL_LINE_EVERY seconds and at the end; trained
+    parts log their stages as lines either way (a worker's bar would fight the run's)."""
     started = time.perf_counter()
     out = check_output_folder(out, "--out") if out is not None else default_out(spec)
     if (workers is not None and workers < 1) or threads < 1:
         raise ValueError(f"workers and threads: expected integers >= 1, got {workers}, {threads}")
-    progress = sys.stderr.isatty() if progress is None else progress
     plan = plan_experiment(spec, threads=threads)
     if artifacts is not None:
         artifacts_root = check_output_folder(artifacts, "--artifacts")
@@ -170,12 +170,14 @@ def run_experiment(
         if a_id in needed and finished(artifacts_root, a_id) is None
     }
 
-    bar = tqdm(
-        total=len(plan.cells),
-        initial=summary.reused,
-        desc=spec.name,
+    training_progress: Progress = "lines" if progress_style(progress) != "off" else False
+    bar = Stage(
+        spec.name,
+        len(plan.cells),
+        progress=progress,
         unit="cell",
-        disable=not progress,
+        initial=summary.reused,
+        every=CELL_LINE_EVERY,
     )
     pool = make_executor(executor, workers=workers, threads=threads, address=address)
     workers = workers or max(1, pool.cpus // threads)
@@ -192,6 +194,7 @@ def run_experiment(
                 artifacts_root,
                 failed_artifacts,
                 summary,
+                training_progress,
             )
             if not in_flight:
                 break
@@ -215,13 +218,8 @@ def run_experiment(
                     write_text_atomic(_cell_path(out, task), json.dumps(_json_safe(result)))
                     _failure_path(out, task_id).unlink(missing_ok=True)
                     summary.computed += 1
-                    bar.update(1)
-                    if not progress:  # a log file gets a line per cell instead of a bar
-                        bar.write(
-                            f"[{summary.reused + summary.computed}/{summary.cells}] "
-                            f"{task.scenario} {task.mechanism.label} "
-                            f"seed {task.seed}: {result['seconds']:.1f} s"
-                        )
+                    last = f"{task.scenario} {task.mechanism.label} seed {task.seed}"
+                    bar.update(1, last=last)
     finally:
         pool.close()
         bar.close()
@@ -235,7 +233,15 @@ def run_experiment(
 
 
 def _submit_ready(
-    pool, workers, in_flight, pending_artifacts, pending_cells, root, failed_artifacts, summary
+    pool,
+    workers,
+    in_flight,
+    pending_artifacts,
+    pending_cells,
+    root,
+    failed_artifacts,
+    summary,
+    progress,
 ) -> None:
     """Submit artifacts whose needs are trained, then cells whose artifacts are, up to
     `workers` tasks in flight; cells whose artifact failed are failed too."""
@@ -258,7 +264,7 @@ def _submit_ready(
             del pending_artifacts[artifact_id]
         elif states <= {"done"}:
             del pending_artifacts[artifact_id]
-            handle = pool.submit(train_artifact, artifact, root)
+            handle = pool.submit(train_artifact, artifact, root, progress)
             in_flight[handle] = ("artifact", artifact_id, artifact)
     for cell in list(pending_cells):
         if len(in_flight) >= workers:

@@ -26,11 +26,11 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.generative.beam_search import allowed_items, beam_search, candidate_set
 from ega_sim.generative.config import AlignmentConfig
 from ega_sim.generative.token_bidding import item_log_probs
+from ega_sim.progress import Progress, Stage
 from ega_sim.seeding import make_generator
 from ega_sim.world.requests import MarketRequests
 
@@ -95,7 +95,7 @@ def align(
     config: AlignmentConfig | None = None,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
     world=None,
 ) -> dict:
     """Policy-gradient alignment of mechanism.parts.generator in place; returns a report. With
@@ -140,7 +140,8 @@ def align(
         curve.append({"step": step, **figures})
         states.append({k: v.detach().clone() for k, v in generator.state_dict().items()})
 
-    for step in tqdm(range(config.steps), desc="align", unit="step", disable=not progress):
+    bar = Stage("align", config.steps, progress=progress)
+    for step in range(config.steps):
         if step in at:
             checkpoint(step)
         pick = torch.randint(len(pool), (config.batch_size,), generator=stream)
@@ -168,6 +169,8 @@ def align(
         loss.backward()
         optimizer.step()
         history.append({"loss": loss.item(), "revenue_proxy": float(chosen_value.mean())})
+        bar.update(**history[-1])
+    bar.close()
     chosen = config.steps
     if held_out is not None:
         checkpoint(config.steps)

@@ -16,6 +16,7 @@ from ega_sim.generative.tokenizer import (
     semantic_ids,
     train_rqvae,
 )
+from ega_sim.progress import Progress
 from ega_sim.seeding import derive_seed
 from ega_sim.world.feed_market import ObservedMarket
 
@@ -88,6 +89,7 @@ def fit_item_tokenizers(
     levels: int = 3,
     codebook_size: int = 32,
     steps: int = 200,
+    progress: Progress = False,
 ) -> ItemTokenizers:
     """Train the POI and the creative RQ-VAE on the platform's tables (a few seconds on a CPU
     with the small default step count) and tabulate every item's semantic ID."""
@@ -98,6 +100,7 @@ def fit_item_tokenizers(
             input_dim=pois.shape[1], levels=levels, codebook_size=codebook_size, steps=steps
         ),
         seed=derive_seed(seed, "reward_model", "poi_tokenizer"),
+        progress=progress,
         desc="POI RQ-VAE",
     )
     poi_ids = semantic_ids(poi_model, pois)  # [P, C + 1]
@@ -109,6 +112,7 @@ def fit_item_tokenizers(
             input_dim=styles.shape[1], levels=levels, codebook_size=codebook_size, steps=steps
         ),
         seed=derive_seed(seed, "reward_model", "creative_tokenizer"),
+        progress=progress,
         desc="creative RQ-VAE",
     )
     codes = semantic_ids(creative_model, styles)  # [n, C + 1]

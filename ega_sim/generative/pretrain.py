@@ -7,11 +7,11 @@ import math
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.generative.config import PretrainConfig
 from ega_sim.generative.generator import Generator, GeneratorConfig
 from ega_sim.generative.items import ItemTables
+from ega_sim.progress import Progress, Stage
 from ega_sim.seeding import make_generator
 
 
@@ -22,7 +22,7 @@ def pretrain_generator(
     config: PretrainConfig | None = None,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> tuple[Generator, dict]:
     """Fit the generator to the logged lists; returns it (eval mode) and a report."""
     config = PretrainConfig() if config is None else config
@@ -37,7 +37,7 @@ def pretrain_generator(
     n = logs.n_requests
     order_stream = make_generator(seed, "generator", "order")
     steps = config.epochs * math.ceil(n / config.batch_size)
-    bar = tqdm(total=steps, desc="pre-train generator", unit="step", disable=not progress)
+    bar = Stage("pre-train generator", steps, progress=progress)
     history = []
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=order_stream)
@@ -51,12 +51,7 @@ def pretrain_generator(
             loss.backward()
             optimizer.step()
             history.append(parts)
-            bar.update()
-            bar.set_postfix(
-                poi=f"{parts['poi_loss']:.3f}",
-                creative=f"{parts['creative_loss']:.3f}",
-                refresh=False,
-            )
+            bar.update(poi_loss=parts["poi_loss"], creative_loss=parts["creative_loss"])
     bar.close()
     model.eval()
     tail = history[-max(1, len(history) // 10) :]

@@ -8,7 +8,6 @@ import time
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ega_sim.generative.items import ItemTokenizers
 from ega_sim.generative.reward_model import (
@@ -19,6 +18,7 @@ from ega_sim.generative.reward_model import (
     logged_inputs,
 )
 from ega_sim.logs.store import Logs
+from ega_sim.progress import Progress, Stage
 from ega_sim.ranking.train import auc
 from ega_sim.seeding import make_generator
 
@@ -72,7 +72,7 @@ def train_reward_model(
     config: RewardModelConfig | None = None,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> tuple[PermutationAwareRM, dict]:
     """Fit the RM on logged lists (90/10 request split, see split_requests); returns it (eval
     mode) and a report: validation AUC and log loss of each head, beside the log loss of the
@@ -94,9 +94,7 @@ def train_reward_model(
     n_train = len(train_rows)
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     order_stream = make_generator(seed, "reward_model", "order")
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch, desc="train RM", unit="step", disable=not progress
-    )
+    bar = Stage("train reward model", config.epochs * steps_per_epoch, progress=progress)
     model.train()
     for _ in range(config.epochs):
         order = torch.randperm(n_train, generator=order_stream)
@@ -107,8 +105,7 @@ def train_reward_model(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            bar.update(loss=loss.detach())
     bar.close()
     model.eval()
     constant = torch.logit(base_rates(train_outcomes)).expand_as(validation_outcomes)

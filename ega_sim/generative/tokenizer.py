@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from ega_sim.progress import Progress, Stage
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def train_rqvae(
     config: RQVAEConfig,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
     desc: str = "RQ-VAE",
 ) -> tuple[RQVAE, dict]:
     """Fit an RQ-VAE to embeddings [n, input_dim] (standardized inside); returns the model
@@ -153,7 +154,8 @@ def train_rqvae(
     reseeded = 0
     used = torch.zeros(config.levels, config.codebook_size, dtype=torch.bool)
     order = torch.randperm(n, generator=generator)
-    for step in tqdm(range(config.steps), desc=desc, unit="step", disable=not progress):
+    bar = Stage(desc, config.steps, progress=progress)
+    for step in range(config.steps):
         position = step % batches_per_pass
         if position == 0 and step > 0:  # a pass over the items is done: revive dead codes
             reseeded += _reseed_dead_codes(model, x, used, generator)
@@ -170,6 +172,8 @@ def train_rqvae(
         loss.backward()
         optimizer.step()
         used[torch.arange(config.levels).unsqueeze(0), codes] = True
+        bar.update(loss=loss.detach())
+    bar.close()
     model.eval()
     report = {
         **tokenizer_report(model, embeddings),

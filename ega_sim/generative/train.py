@@ -37,6 +37,8 @@ from ega_sim.generative.config import EGAConfig, generator_config
 from ega_sim.generative.items import ItemTokenizers, fit_item_tokenizers, item_tables
 from ega_sim.generative.pretrain import pretrain_generator
 from ega_sim.generative.reward_model_train import train_reward_model
+from ega_sim.progress import Progress
+from ega_sim.threads import sets_threads
 from ega_sim.trained_parts import load_generative_parts, load_item_tokenizers
 
 
@@ -51,6 +53,7 @@ def _save_tokenizers(path: Path, tokenizers: ItemTokenizers) -> None:
     )
 
 
+@sets_threads
 def train_ega(
     scenario,
     logs,
@@ -58,13 +61,16 @@ def train_ega(
     config: EGAConfig | None = None,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
     device: str | torch.device = "cpu",
     world=None,
+    threads: int | None = 1,
 ) -> dict:
     """Run (or resume) every stage on `device` (the RQ-VAE tokenizers fit on the CPU, a few
     seconds); returns the stage reports. A `world` (the simulator's truth) only draws the
-    alignment-versus-truth curve of the alignment checkpoints (stages/alignment/curve.png)."""
+    alignment-versus-truth curve of the alignment checkpoints (stages/alignment/curve.png).
+    `threads`: torch's CPU threads for the call (default 1; None keeps the caller's setting),
+    restored afterwards. `progress`: see ega_sim/progress.py."""
     config = EGAConfig() if config is None else config
     out = Path(out)
     logs = logs.to(device)
@@ -74,7 +80,8 @@ def train_ega(
     stage = stage_dir(out, "tokenizers")
     if (done := finished_stage(out, "tokenizers")) is None:
         started = time.perf_counter()
-        tokenizers = fit_item_tokenizers(platform, seed=seed, steps=config.tokenizer_steps)
+        steps = config.tokenizer_steps
+        tokenizers = fit_item_tokenizers(platform, seed=seed, steps=steps, progress=progress)
         _save_tokenizers(stage, tokenizers)
         done = {
             "poi_vocab": list(tokenizers.poi_vocab),

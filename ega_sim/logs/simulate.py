@@ -6,13 +6,14 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.config.feed_market import FeedMarketConfig
 from ega_sim.logs.policy import DEFAULT_EXPLORATION, logging_policy
 from ega_sim.logs.store import EXPOSURE_COLUMNS, write_logs
+from ega_sim.progress import Progress, track
 from ega_sim.provenance import provenance
 from ega_sim.seeding import make_generator
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import as_world
 from ega_sim.world.click_model import FeedClickModel, resolve_list
 from ega_sim.world.market_world import FeedMarketWorld
@@ -21,6 +22,7 @@ from ega_sim.world.requests import sample_market_requests
 LOG_CHUNK = 8_192
 
 
+@sets_threads
 def simulate_logs(
     world: FeedMarketWorld | FeedMarketConfig,
     requests: int,
@@ -28,10 +30,12 @@ def simulate_logs(
     *,
     seed: int = 0,
     exploration: float = DEFAULT_EXPLORATION,
-    progress: bool = False,
+    progress: Progress = False,
+    threads: int | None = 1,
 ) -> dict:
     """Write `requests` logged requests of a feed market's world (or of a scenario's world,
-    built here) to the folder `out`; returns the meta."""
+    built here) to the folder `out`; returns the meta. `threads`: torch's CPU threads for the
+    call (default 1; None keeps the caller's setting), restored afterwards."""
     scenario = getattr(world, "config", world)
     if not isinstance(scenario, FeedMarketConfig):
         raise ValueError(
@@ -51,9 +55,8 @@ def simulate_logs(
     policy_stream = make_generator(seed, "logs", "policy")
     click_stream = make_generator(seed, "logs", "clicks")
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in EXPOSURE_COLUMNS}
-    for start in tqdm(
-        range(0, requests, LOG_CHUNK), desc="simulate-logs", unit="chunk", disable=not progress
-    ):
+    chunks = range(0, requests, LOG_CHUNK)
+    for start in track(chunks, "simulate-logs", progress=progress, unit="chunk"):
         batch = sample_market_requests(market, min(LOG_CHUNK, requests - start), request_stream)
         shown = logging_policy(observed, batch, policy_stream, exploration)
         feed = resolve_list(market, batch, shown.slot_item, shown.slot_creative)

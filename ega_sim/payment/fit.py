@@ -29,7 +29,9 @@ from ega_sim.metrics.regret import MisreportSpec
 from ega_sim.payment.config import PaynetTrainConfig
 from ega_sim.payment.network import PaymentNetwork
 from ega_sim.payment.train import train_payment_network
+from ega_sim.progress import Progress
 from ega_sim.seeding import make_generator
+from ega_sim.threads import sets_threads
 from ega_sim.world.build import as_world
 
 
@@ -105,6 +107,7 @@ def _generated_setup(world, allocator_name, checkpoint, config, seed, progress):
     return network, source, validation.all
 
 
+@sets_threads
 def train_paynet(
     world,
     allocator_name: str,
@@ -112,11 +115,14 @@ def train_paynet(
     config: PaynetTrainConfig | None = None,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
+    threads: int | None = 1,
 ) -> dict:
     """Train `allocator_name/paynet` on a world (or a scenario's world on the CPU), the
     allocator's own parts already in `checkpoint` for a feed market; write CHECKPOINT/paynet/
-    and return the training report."""
+    and return the training report. `threads`: torch's CPU threads for the call (default 1;
+    None keeps the caller's setting), restored afterwards. `progress`: see ega_sim/progress.py
+    (a line per stage off a terminal)."""
     world = as_world(world)
     scenario = world.config
     config = PaynetTrainConfig() if config is None else config

@@ -14,13 +14,13 @@ steps then sample requests from the cache.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.mechanisms.bid_response import own_bid_response
 from ega_sim.metrics.regret import PAPER_MULTIPLIERS
 from ega_sim.payment.deviations import Deviations, training_misreports
 from ega_sim.payment.generated_rule import THRESHOLDS, generated_features
 from ega_sim.payment.network import PaymentNetwork
+from ega_sim.progress import Progress, track
 
 
 class GeneratedDeviationSource:
@@ -35,7 +35,7 @@ class GeneratedDeviationSource:
         random_draws: int,
         gamma_max: float,
         generator: torch.Generator,
-        progress: bool = False,
+        progress: Progress = False,
     ):
         self.network = network
         self.n_bidders = requests.n_bidders
@@ -53,7 +53,7 @@ class GeneratedDeviationSource:
         scale = float(network.value_scale)
         step = max(1, mechanism.rerun_rows // (n_bidders * 4 * n_candidates))
         starts = range(0, n_requests, step)
-        for start in tqdm(starts, desc="paynet cache", disable=not progress, unit="chunk"):
+        for start in track(starts, "paynet cache", progress=progress, unit="chunk"):
             stop = min(n_requests, start + step)
             # Every bidder's own-bid response, its candidate bids probed: the lists there, and
             # how far each candidate bid could fall keeping the position or the list.

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.checkpoints import load_tensors, save_tensors
 from ega_sim.payment.config import PaynetTrainConfig
 from ega_sim.payment.deviations import Deviations
 from ega_sim.payment.network import PaymentNetwork
+from ega_sim.progress import Progress, Stage
 
 
 @dataclass
@@ -93,7 +93,7 @@ def train_payment_network(
     generator: torch.Generator,
     *,
     state_path: Path | None = None,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> dict:
     """Train `network` in place on `source` (training_batch(size, generator) -> Deviations,
     n_bidders); `validate()` gives a held-out batch under no_grad. Resumes from
@@ -133,14 +133,8 @@ def train_payment_network(
         state = TrainState(0, multipliers, config.rho_init, welfare_scale, [], regret_sum, 0)
 
     network.train()
-    bar = tqdm(
-        range(state.step, config.steps),
-        initial=state.step,
-        total=config.steps,
-        desc="paynet",
-        disable=not progress,
-    )
-    for step in bar:
+    bar = Stage("train paynet", config.steps, progress=progress, initial=state.step)
+    for step in range(state.step, config.steps):
         batch = source.training_batch(config.batch_size, generator)
         regret = batch.regret().mean(dim=0) / state.welfare_scale  # [N] rgt_i
         revenue = batch.revenue().mean() / state.welfare_scale
@@ -161,14 +155,12 @@ def train_payment_network(
             state.since_update = 0
         if state.step % config.rho_every == 0:
             state.rho = min(state.rho * config.rho_growth, config.rho_max)
-        if progress:
-            bar.set_postfix(
-                revenue=f"{float(revenue.detach()) * state.welfare_scale:.4f}",
-                regret=f"{float(regret.detach().sum()) * state.welfare_scale:.2e}",
-                lam=f"{float(state.multipliers.mean()):.2f}",
-                rho=f"{state.rho:.1f}",
-                refresh=False,
-            )
+        bar.update(  # tensors, read only when shown
+            revenue=revenue.detach() * state.welfare_scale,
+            regret=regret.detach().sum() * state.welfare_scale,
+            lam=state.multipliers.mean(),
+            rho=state.rho,
+        )
         if state.step % config.validate_every == 0 or state.step == config.steps:
             network.eval()
             with torch.no_grad():

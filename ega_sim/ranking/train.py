@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.checkpoints import (
     CASCADE_FORMAT,
@@ -22,6 +21,7 @@ from ega_sim.checkpoints import (
     write_checkpoint_record,
 )
 from ega_sim.logs.store import Logs
+from ega_sim.progress import Progress, Stage
 from ega_sim.ranking.features import (
     creative_feature_size,
     creative_features,
@@ -92,9 +92,10 @@ def train_pctr(
     config: PCTRTrainConfig = PCTRTrainConfig(),
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> tuple[PositionAwarePCTR, dict]:
-    """Fit the model on the logs; returns it (eval mode) and a report of the fit."""
+    """Fit the model on the logs; returns it (eval mode) and a report of the fit. `progress`:
+    see ega_sim/progress.py."""
     started = time.perf_counter()
     torch.manual_seed(seed)  # initial weights; the data order has its own stream below
     generator = make_generator(seed, "pctr", "split")
@@ -118,7 +119,7 @@ def train_pctr(
     n_train = training[0].shape[0]
     order_stream = make_generator(seed, "pctr", "order")
     steps = config.epochs * math.ceil(n_train / config.batch_size)
-    bar = tqdm(total=steps, desc="train pCTR", unit="step", disable=not progress)
+    bar = Stage("train pCTR", steps, progress=progress)
     for _ in range(config.epochs):
         order = torch.randperm(n_train, generator=order_stream)
         for start in range(0, n_train, config.batch_size):
@@ -129,8 +130,7 @@ def train_pctr(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            bar.update(loss=loss.detach())
     bar.close()
     model.eval()
     item, creative, position, clicked = validation
