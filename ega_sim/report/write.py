@@ -99,13 +99,14 @@ def _line_metrics(folder: ResultsFolder, scenario: str) -> tuple[str, ...]:
 
 def report_lines(out: str | Path) -> list[str]:
     """A short plain-text summary for the terminal: one line per scenario (and sweep point) and
-    label, the first metric with its 95% t-interval over seeds, the others as means over seeds,
+    label, the first metric with its 95% t-interval over seeds (on the log or logit scale, inside
+    the metric's support: stats.support_t_interval), the others as means over seeds,
     and regret figures pooled over the requests of every seed with their 95% interval."""
     folder = read_results_folder(out)
     e = folder.experiment
     lines = [
-        f"{e['name']}: mean over seeds {', '.join(str(s) for s in e['seeds'])} [95% t-interval]"
-        "; psi over all requests [95% interval]"
+        f"{e['name']}: mean over seeds {', '.join(str(s) for s in e['seeds'])}"
+        " [95% t-interval inside the support]; psi over all requests [95% interval]"
     ]
     for scenario in folder.scenarios:
         metrics = _line_metrics(folder, scenario)
