@@ -288,6 +288,19 @@ FEED_EDITS = [
     ("feed copy ad position 80 of 10", "requests.ad_positions", "5, 8]", "5, 80]"),
 ]
 
+# ... and in a copy of the shipped bimodal_ironing (a mixture of two uniforms).
+MIXTURE_EDITS = [
+    ("mixture weights sum to 1.1", "values.components", "weight = 0.1", "weight = 0.2"),
+    ("mixture weight = -0.9", "values.components[0].weight", "weight = 0.9", "weight = -0.9"),
+    ("mixture component high below low", "values.components[1].high", "high = 5.0", "high = 0.5"),
+    (
+        "mixture of a mixture",
+        "values.components[1].dist",
+        'dist = "uniform"\nweight = 0.1',
+        'dist = "mixture"\nweight = 0.1',
+    ),
+]
+
 # Experiment files, run as e.toml with --quick on s.toml (POSITION): (input, key, text).
 EXPERIMENTS = [
     ("unknown mechanism cascade/second", "mechanisms[0].name", edit(EXPERIMENT, "gsp", "second")),
@@ -788,7 +801,11 @@ def cases() -> list[Case]:
             cli(scenario, {"s.toml": edit(base, old, new)}),
             names("s.toml", f"'{key}'"),
         )
-        for edits, base in ((POSITION_EDITS, POSITION), (FEED_EDITS, shipped("feed_small")))
+        for edits, base in (
+            (POSITION_EDITS, POSITION),
+            (FEED_EDITS, shipped("feed_small")),
+            (MIXTURE_EDITS, shipped("bimodal_ironing")),
+        )
         for what, key, old, new in edits
     ]
     built += [
