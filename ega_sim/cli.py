@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -297,6 +298,97 @@ def _misreport(args: argparse.Namespace) -> int:
     table = run_misreport_study(world, args.mechanism, **{k: getattr(args, k) for k in settings})
     written = [f"wrote {path}" for path in write_study(table, args.out)]
     print("\n".join([*summary_lines(table), *written]))
+    return 0
+
+
+@command(
+    "equilibrium",
+    SCENARIO.but(required=False, help="scenario file path or shipped name (position auction)"),
+    MECHANISMS.but(help="mechanisms (default: cascade/gsp cascade/vcg cascade/first)"),
+    opt(
+        "--experiment", help="an equilibrium experiment file instead (experiments/equilibrium.toml)"
+    ),
+    opt("--method", choices=("npga", "best_response"), default="npga", help="learner"),
+    opt("--strategy", choices=("piecewise", "network"), default="piecewise", help="bid function"),
+    opt("--per-seat", action="store_true", help="one strategy per advertiser, not one shared"),
+    opt("--steps", type=int, default=300, help="learner steps"),
+    opt("--batch", type=int, default=4096, help="requests per step"),
+    opt("--population", type=int, default=16, help="npga: antithetic perturbation pairs"),
+    opt("--initial-multiplier", type=float, default=1.0, help="start: bid this x value"),
+    opt("--certificate-requests", type=int, default=50_000, help="fresh requests of epsilon"),
+    REQUESTS.but(default=100_000, help="fresh requests for revenue, welfare, utility"),
+    SEED,
+    THREADS,
+    DEVICE,
+    JSON,
+    OUT.but(help="folder: per study state.pt and result.json; equilibrium.md, .jsonl, .png"),
+)
+def _equilibrium(args: argparse.Namespace) -> int:
+    """learn every advertiser's bid function at once; measure mechanisms at equilibrium
+
+    All advertisers learn a bid function of their value at once (NPGA: simultaneous
+    pseudo-gradient ascent with common random numbers, or iterated best response) against the
+    mechanism; the profile found is certified by epsilon, each advertiser's utility loss
+    against its exact best response relative to its utility, on fresh requests. Reports
+    revenue, welfare, utility per request and epsilon at equilibrium and at truthful bids.
+    Rerunning resumes an interrupted study from OUT and reuses finished ones.
+
+    examples:
+      ega-sim equilibrium --scenario gsp_equilibrium --mechanism cascade/gsp --out runs/eq
+      ega-sim equilibrium --scenario single_slot --mechanism cascade/first cascade/vcg \\
+          --steps 500 --initial-multiplier 0.6 --json --out runs/eq_single
+      ega-sim equilibrium --experiment experiments/equilibrium.toml --out reports/equilibrium
+    """
+    import torch
+
+    from ega_sim.equilibrium.experiment import load_experiment
+    from ega_sim.equilibrium.learner import LearnerConfig
+    from ega_sim.equilibrium.report import table_markdown, write_outputs
+    from ega_sim.equilibrium.study import StudySettings, run_study
+    from ega_sim.mechanisms.registry import make_mechanism
+    from ega_sim.paths import check_output_folder
+    from ega_sim.world.build import make_world
+
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    if (args.experiment is None) == (args.scenario is None):
+        raise ValueError("expected --scenario (with --mechanism) or --experiment FILE, not both")
+    if args.experiment is not None:
+        plan, settings = load_experiment(args.experiment)
+    else:
+        learner = LearnerConfig(
+            method=args.method,
+            strategy=args.strategy,
+            shared=not args.per_seat,
+            steps=args.steps,
+            batch=args.batch,
+            population=args.population,
+            initial_multiplier=args.initial_multiplier,
+        )
+        settings = StudySettings(
+            learner=learner,
+            certificate_requests=args.certificate_requests,
+            requests=args.requests,
+            seed=args.seed,
+        )
+        mechanisms = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
+        plan = [(args.scenario, mechanisms)]
+    out = check_output_folder(args.out, "--out")
+    worlds = {scenario: make_world(scenario, args.device) for scenario, _ in plan}
+    built = [  # built first: a bad name fails before any work
+        (worlds[scenario], make_mechanism(name, worlds[scenario]))
+        for scenario, names in plan
+        for name in names
+    ]
+    records = []
+    for world, mechanism in built:
+        records.append(run_study(world, mechanism, settings, out, progress=sys.stderr.isatty()))
+        if args.json:
+            print(json.dumps(records[-1], allow_nan=False), flush=True)
+    written = write_outputs(records, out)
+    if not args.json:
+        print(table_markdown(records) + "\n".join(f"wrote {path}" for path in written))
     return 0
 
 

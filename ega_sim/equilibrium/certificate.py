@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ega_sim.intervals import RatioSums
+from ega_sim.intervals import RatioSums, defined_ratio
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,10 @@ class Certificate:
     def summary(self) -> dict:
         """epsilon max and mean over seats, each with its 95% interval (the max: the interval
         of the seat that attains it; the mean: the mean of the seats' bounds)."""
-        worst = int(np.argmax(self.epsilon))
+        if np.isnan(self.epsilon).any():  # a seat that earns nothing: undefined
+            worst = int(np.argmax(np.isnan(self.epsilon)))
+        else:
+            worst = int(np.argmax(self.epsilon))
         return {
             "epsilon_max": float(self.epsilon[worst]),
             "epsilon_max_low": float(self.epsilon_low[worst]),
@@ -204,7 +207,8 @@ def certify(
     for seat in range(n_seats):
         sums = _ratio_sums(gain[:, seat], base[:, seat])
         lo, hi = sums.interval()
-        epsilon.append(max(float((best - own)[seat].mean() / own[seat].mean()), 0.0))
+        loss = max(float((best - own)[seat].mean()), 0.0)
+        epsilon.append(defined_ratio(loss, float(own[seat].mean())))
         low.append(lo)
         high.append(hi)
     return Certificate(

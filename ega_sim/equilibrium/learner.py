@@ -144,7 +144,8 @@ class EquilibriumLearner:
         noise = torch.randn((pairs, *theta.shape), generator=generator, dtype=theta.dtype)
         noise = noise.to(theta.device)  # [H, S, P]
         candidates = torch.cat([theta + config.sigma * noise, theta - config.sigma * noise])
-        candidates = torch.cat([self.bid_function.project(candidates), theta.unsqueeze(0)])
+        # Candidates need bids >= 0 only (the mechanism scores any bids), not monotonicity.
+        candidates = torch.cat([self.bid_function.feasible(candidates), theta.unsqueeze(0)])
         misreports = self.bid_function.bids(candidates, values, self.seat_strategy)  # [B, N, C]
         utility = misreport_utility(
             MisreportSpec(), self.mechanism, self.world, requests, bids, misreports=misreports
@@ -152,6 +153,9 @@ class EquilibriumLearner:
         fitness = self._per_strategy(utility.mean(dim=0))  # [S, 2H + 1]
         difference = (fitness[:, :pairs] - fitness[:, pairs : 2 * pairs]).T  # [H, S]
         gradient = (difference.unsqueeze(2) * noise).sum(0) / (2 * config.sigma * pairs)
+        for group in self.optimizer.param_groups:  # linear decay to a tenth at the last step
+            fraction = self.step_index / max(config.steps, 1)
+            group["lr"] = config.learning_rate * (1.0 - 0.9 * min(fraction, 1.0))
         with torch.enable_grad():
             theta.grad = -gradient  # Adam minimizes
             self.optimizer.step()

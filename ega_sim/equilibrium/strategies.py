@@ -56,12 +56,16 @@ class PiecewiseLinearBid:
         """Parameters [S, P] of the constant multiplier `multiplier`."""
         return torch.full((strategies, self.size), float(multiplier), dtype=torch.float64)
 
+    def feasible(self, parameters: torch.Tensor) -> torch.Tensor:
+        """Parameters whose bids are >= 0 (perturbed candidates need no monotonicity)."""
+        return parameters.clamp(0.0, self.max_multiplier)
+
     def project(self, parameters: torch.Tensor) -> torch.Tensor:
-        """The nearest monotone parameters [..., P]: multipliers in [0, max], knot bids
-        nondecreasing (cumulative maximum)."""
+        """The nearest monotone parameters [..., P]: multipliers in [0, max], and knot bids
+        nondecreasing, by isotonic regression (least squares) of the knot bids."""
         knots = parameters.new_tensor(self.knots)
         clamped = parameters.clamp(0.0, self.max_multiplier)
-        return (clamped * knots).cummax(dim=-1).values / knots
+        return isotonic(clamped * knots) / knots
 
     def bids(
         self, parameters: torch.Tensor, values: torch.Tensor, seat_strategy: torch.Tensor
@@ -122,6 +126,10 @@ class MonotoneNetworkBid:
         """Every parameter vector is monotone already."""
         return parameters
 
+    def feasible(self, parameters: torch.Tensor) -> torch.Tensor:
+        """Every parameter vector bids >= 0 already."""
+        return parameters
+
     def bids(
         self, parameters: torch.Tensor, values: torch.Tensor, seat_strategy: torch.Tensor
     ) -> torch.Tensor:
@@ -139,6 +147,22 @@ class MonotoneNetworkBid:
 
 
 BidFunction = PiecewiseLinearBid | MonotoneNetworkBid
+
+
+def isotonic(y: torch.Tensor) -> torch.Tensor:
+    """The least-squares nondecreasing fit of y [..., J] along its last axis, by the min-max
+    formula fit_j = max_(i <= j) min_(k >= j) mean(y_i..y_k) (Barlow et al., Statistical
+    Inference under Order Restrictions, 1972, theorem 1.4): O(J^3), batched, for small J."""
+    size = y.shape[-1]
+    total = torch.nn.functional.pad(y.cumsum(-1), (1, 0))  # [..., J + 1]
+    i = torch.arange(size, device=y.device)
+    count = (i.view(1, -1) - i.view(-1, 1) + 1).to(y)  # [i, k]: k - i + 1
+    mean = (total[..., 1:].unsqueeze(-2) - total[..., :-1].unsqueeze(-1)) / count.clamp(min=1)
+    mean = torch.where(count > 0, mean, torch.inf)  # [..., i, k], only k >= i
+    # min over k >= j of mean[i, k]: a reversed cumulative minimum along k.
+    tail_min = mean.flip(-1).cummin(-1).values.flip(-1)  # [..., i, j]
+    lower = i.view(-1, 1) <= i.view(1, -1)  # i <= j
+    return torch.where(lower, tail_min, -torch.inf).amax(dim=-2)
 
 
 def make_bid_function(kind: str, value_quantile, *, knots: int = 10, hidden: int = 8):

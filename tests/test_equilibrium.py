@@ -1,0 +1,200 @@
+"""The equilibrium learner and its certificate, against closed forms (ega_sim/equilibrium/
+theory.py states their sources) and an independent brute-force best response."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ega_sim.cli import main
+from ega_sim.equilibrium.certificate import certify, value_grid
+from ega_sim.equilibrium.experiment import load_experiment
+from ega_sim.equilibrium.learner import EquilibriumLearner, LearnerConfig
+from ega_sim.equilibrium.strategies import isotonic, make_bid_function
+from ega_sim.equilibrium.study import StudySettings, run_study
+from ega_sim.mechanisms.registry import make_mechanism
+from ega_sim.seeding import make_generator
+from ega_sim.world.build import make_world
+
+ORACLE_VALUES = (0.25, 0.5, 0.75, 1.0)
+
+
+def _learner(scenario: str, mechanism: str, **settings) -> EquilibriumLearner:
+    world = make_world(scenario)
+    bid_function = make_bid_function("piecewise", world.config.values.quantile)
+    config = LearnerConfig(**settings)
+    return EquilibriumLearner(world, make_mechanism(mechanism, world), bid_function, config)
+
+
+def _bids_at(learner: EquilibriumLearner, values) -> np.ndarray:
+    seats = learner.seat_strategy.shape[0]
+    grid = torch.tensor(values, dtype=torch.float64).unsqueeze(1).expand(-1, seats)
+    return learner.bids(grid.contiguous())[:, 0].numpy()
+
+
+def test_isotonic_is_the_pool_adjacent_violators_fit():
+    # By hand: 3 > 2 pools to 2.5, then 4 > 0 pools (3, 2, 4, 0) to 2.25; 1 and 5 stay.
+    fit = isotonic(torch.tensor([[1.0, 3, 2, 4, 0, 5], [1, 2, 3, 4, 5, 6]]))
+    expected = torch.tensor([[1.0, 2.25, 2.25, 2.25, 2.25, 5], [1, 2, 3, 4, 5, 6]])
+    assert torch.allclose(fit, expected)
+
+
+def test_piecewise_bids_interpolate_the_knot_bids():
+    bid_function = make_bid_function("piecewise", lambda q: q, knots=4)  # knots .25 .. 1
+    parameters = torch.tensor([[[1.0, 0.8, 0.6, 0.5]]], dtype=torch.float64)  # [C, S, P]
+    values = torch.tensor([[0.1, 0.375, 1.0, 1.5]], dtype=torch.float64)
+    bids = bid_function.bids(parameters, values, torch.zeros(4, dtype=torch.long))[0, :, 0]
+    # Below the first knot m_1 v; between .25 (bid .25) and .5 (bid .4) linear; from 1, m_J v.
+    expected = torch.tensor([0.1, 0.325, 0.5, 0.75], dtype=torch.float64)
+    assert torch.allclose(bids, expected)
+
+
+@pytest.mark.parametrize("mechanism", ["cascade/gsp", "cascade/first"])
+def test_certificate_equals_brute_force_best_response(mechanism):
+    """Equal qualities: a seat's slot changes exactly at the others' bids, so the best bid is
+    just above one of them (or 0); re-run the whole mechanism at each such bid."""
+    world = make_world("gsp_equilibrium")
+    mech = make_mechanism(mechanism, world)
+    requests = world.sample_requests(120, make_generator(3, "brute"))
+    bid_function = make_bid_function("piecewise", world.config.values.quantile, knots=4)
+    parameters = torch.tensor([[0.9, 0.8, 0.7, 0.75]], dtype=torch.float64)
+    seats = torch.zeros(3, dtype=torch.long)
+    grid = np.array([0.2, 0.55, 0.9])
+    cert = certify(mech, world, requests, bid_function, parameters, seats, grid)
+    bids = bid_function.bids(parameters.unsqueeze(0), requests.value_per_click, seats)[..., 0]
+    for seat in range(3):
+        others = torch.cat([bids[:, :seat], bids[:, seat + 1 :]], 1).flatten()
+        candidates = torch.cat([torch.zeros(1, dtype=torch.float64), others * (1 + 1e-12)])
+        for j, value in enumerate(grid):
+            utilities = []
+            for bid in candidates.tolist():
+                trial = bids.clone()
+                trial[:, seat] = bid
+                outcome = mech.run(requests, trial)
+                clicks = world.expected_clicks(requests, outcome.allocation)
+                mine = outcome.slot_bidder == seat
+                utilities.append(float((clicks * (value - outcome.price_per_click) * mine).sum()))
+            best = max(utilities) / requests.batch_size
+            assert cert.best_utility_at_value[seat, j] == pytest.approx(best, abs=1e-9)
+
+
+def test_truthful_mechanism_certifies_truthful_bidding_exactly():
+    """Under VCG truth is best on every request, so no bid beats it on any sample: epsilon 0."""
+    world = make_world("gsp_equilibrium")
+    mech = make_mechanism("cascade/vcg", world)
+    requests = world.sample_requests(5_000, make_generator(0, "truthful"))
+    bid_function = make_bid_function("piecewise", world.config.values.quantile)
+    truthful = bid_function.initial(1.0, 1)
+    seats = torch.zeros(3, dtype=torch.long)
+    cert = certify(
+        mech, world, requests, bid_function, truthful, seats, value_grid(lambda q: q, 16)
+    )
+    assert cert.epsilon.max() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_vcg_learning_from_a_shaded_start_returns_to_truthful():
+    learner = _learner("gsp_equilibrium", "cascade/vcg", steps=150, initial_multiplier=0.6)
+    learner.run()
+    bids = _bids_at(learner, (0.5, 0.75, 1.0))
+    # Tolerance: the learner's residual noise (Adam's last steps move a knot by ~1e-3 each).
+    assert np.allclose(bids, [0.5, 0.75, 1.0], atol=0.03)
+
+
+def test_gsp_oracle_equilibrium_is_ln_one_plus_v_with_vcg_revenue(tmp_path):
+    """n = 3, K = 2, alpha = (1, 1/2), U[0, 1]: beta(v) = ln(1 + v), revenue 1/2 (theory.py)
+    against 1/2 + 1/8 at truthful bids."""
+    world = make_world("gsp_equilibrium")
+    settings = StudySettings(LearnerConfig(steps=200), certificate_requests=20_000, requests=50_000)
+    record = run_study(world, make_mechanism("cascade/gsp", world), settings, tmp_path)
+    curve = record["bid_function"]
+    learned = np.interp(ORACLE_VALUES, curve["values"], curve["bids"][0])
+    error = np.abs(learned - np.log1p(ORACLE_VALUES))
+    assert error.max() < 0.02  # the learner's tolerance; 10 knots interpolate ln(1+v) to 1e-3
+    # Revenue: bids off by at most d move each price by at most d, over at most 1.5 clicks per
+    # request; plus 4.5 standard errors of the Monte Carlo mean.
+    d = np.max(np.abs(np.array(curve["bids"][0]) - np.array(curve["theory"])))
+    assert abs(record["revenue"] - 0.5) < 1.5 * d + 4.5 * record["revenue_se"]
+    assert abs(record["truthful_revenue"] - 0.625) < 4.5 * record["truthful_revenue_se"]
+    assert record["epsilon_max"] < 0.01
+    assert record["truthful_epsilon_max"] > 0.05  # truthful GSP bidders gain by shading
+
+
+@pytest.mark.parametrize("scenario, n", [("single_slot", 2), ("single_item_three", 3)])
+def test_first_price_learns_the_linear_equilibrium(scenario, n):
+    learner = _learner(scenario, "cascade/first", steps=300, sigma=0.1)
+    learner.run()
+    bids = _bids_at(learner, (0.5, 0.75, 1.0))
+    expected = (n - 1) / n * np.array([0.5, 0.75, 1.0])
+    assert np.allclose(bids, expected, atol=0.05)
+
+
+def test_resumed_learner_matches_an_uninterrupted_one(tmp_path):
+    whole = _learner("gsp_equilibrium", "cascade/gsp", steps=6, batch=256)
+    whole.run()
+    first = _learner("gsp_equilibrium", "cascade/gsp", steps=6, batch=256)
+    for _ in range(3):
+        first.step()
+    first.save(tmp_path / "state.pt")
+    resumed = _learner("gsp_equilibrium", "cascade/gsp", steps=6, batch=256)
+    assert resumed.resume(tmp_path / "state.pt")
+    resumed.run()
+    assert torch.equal(resumed.parameters, whole.parameters)
+    other = _learner("gsp_equilibrium", "cascade/gsp", steps=7, batch=256)
+    with pytest.raises(ValueError, match="another run"):
+        other.resume(tmp_path / "state.pt")
+
+
+def test_cli_prints_one_json_line_per_mechanism_and_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "eq"
+    argv = [
+        "equilibrium",
+        "--scenario",
+        "gsp_equilibrium",
+        "--mechanism",
+        "cascade/gsp",
+        "cascade/vcg",
+        "--steps",
+        "3",
+        "--batch",
+        "128",
+        "--certificate-requests",
+        "500",
+        "--requests",
+        "500",
+        "--json",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["mechanism"] for r in records] == ["cascade/gsp", "cascade/vcg"]
+    for key in (
+        "revenue",
+        "welfare",
+        "utility",
+        "epsilon_max",
+        "truthful_revenue",
+        "truthful_epsilon_max",
+        "steps_per_second",
+    ):
+        assert all(key in r for r in records)
+    assert records[1]["truthful_epsilon_max"] == pytest.approx(0.0, abs=1e-9)
+    for name in ("equilibrium.md", "equilibrium.jsonl", "bid_functions.png"):
+        assert (out / name).exists()
+    assert main(argv) == 0  # rerun: the finished studies are read back
+    assert [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()] == records
+
+
+def test_experiment_file_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[learner]\nstep = 3\n[[study]]\nscenario = "textbook"\nmechanisms = ["cascade/gsp"]\n'
+    )
+    with pytest.raises(ValueError, match="learner: unknown setting.*step"):
+        load_experiment(path)
+    assert math.isfinite(1.0)
