@@ -311,10 +311,11 @@ def _misreport(args: argparse.Namespace) -> int:
     opt("--method", choices=("npga", "best_response"), default="npga", help="learner"),
     opt("--strategy", choices=("piecewise", "network"), default="piecewise", help="bid function"),
     opt("--per-seat", action="store_true", help="one strategy per advertiser, not one shared"),
-    opt("--steps", type=int, default=300, help="learner steps"),
-    opt("--batch", type=int, default=4096, help="requests per step"),
-    opt("--population", type=int, default=16, help="npga: antithetic perturbation pairs"),
-    opt("--initial-multiplier", type=float, default=1.0, help="start: bid this x value"),
+    opt("--steps", type=int, help="learner steps (default 600)"),
+    opt("--batch", type=int, help="requests per step (default 8192)"),
+    opt("--population", type=int, help="npga: antithetic perturbation pairs (default 4)"),
+    opt("--sigma", type=float, help="npga: initial perturbation scale (default 0.2)"),
+    opt("--initial-multiplier", type=float, help="start: bid this x value (default 1)"),
     opt("--certificate-requests", type=int, default=50_000, help="fresh requests of epsilon"),
     REQUESTS.but(default=100_000, help="fresh requests for revenue, welfare, utility"),
     SEED,
@@ -357,14 +358,13 @@ def _equilibrium(args: argparse.Namespace) -> int:
     if args.experiment is not None:
         plan, settings = load_experiment(args.experiment)
     else:
+        given = {  # the options left out keep LearnerConfig's defaults
+            name: getattr(args, name)
+            for name in ("steps", "batch", "population", "sigma", "initial_multiplier")
+            if getattr(args, name) is not None
+        }
         learner = LearnerConfig(
-            method=args.method,
-            strategy=args.strategy,
-            shared=not args.per_seat,
-            steps=args.steps,
-            batch=args.batch,
-            population=args.population,
-            initial_multiplier=args.initial_multiplier,
+            method=args.method, strategy=args.strategy, shared=not args.per_seat, **given
         )
         settings = StudySettings(
             learner=learner,

@@ -107,12 +107,16 @@ def test_gsp_oracle_equilibrium_is_ln_one_plus_v_with_vcg_revenue(tmp_path):
     """n = 3, K = 2, alpha = (1, 1/2), U[0, 1]: beta(v) = ln(1 + v), revenue 1/2 (theory.py)
     against 1/2 + 1/8 at truthful bids."""
     world = make_world("gsp_equilibrium")
-    settings = StudySettings(LearnerConfig(steps=200), certificate_requests=20_000, requests=50_000)
+    settings = StudySettings(LearnerConfig(steps=300), certificate_requests=20_000, requests=50_000)
     record = run_study(world, make_mechanism("cascade/gsp", world), settings, tmp_path)
     curve = record["bid_function"]
     learned = np.interp(ORACLE_VALUES, curve["values"], curve["bids"][0])
     error = np.abs(learned - np.log1p(ORACLE_VALUES))
-    assert error.max() < 0.02  # the learner's tolerance; 10 knots interpolate ln(1+v) to 1e-3
+    # The learner's tolerance; 10 knots interpolate ln(1 + v) to 1e-3. At v = 1 GSP leaves the
+    # top bid free above ln 2 (the top value wins slot 1 at any bid from ln 2 up and pays the
+    # runner-up's bid): only that bound is checked there.
+    assert error[:3].max() < 0.02
+    assert learned[3] > np.log(2.0) - 0.02
     # Revenue: bids off by at most d move each price by at most d, over at most 1.5 clicks per
     # request; plus 4.5 standard errors of the Monte Carlo mean.
     d = np.max(np.abs(np.array(curve["bids"][0]) - np.array(curve["theory"])))
@@ -123,12 +127,41 @@ def test_gsp_oracle_equilibrium_is_ln_one_plus_v_with_vcg_revenue(tmp_path):
 
 
 @pytest.mark.parametrize("scenario, n", [("single_slot", 2), ("single_item_three", 3)])
-def test_first_price_learns_the_linear_equilibrium(scenario, n):
-    learner = _learner(scenario, "cascade/first", steps=300, sigma=0.1)
-    learner.run()
-    bids = _bids_at(learner, (0.5, 0.75, 1.0))
-    expected = (n - 1) / n * np.array([0.5, 0.75, 1.0])
-    assert np.allclose(bids, expected, atol=0.05)
+def test_first_price_learns_the_linear_equilibrium(tmp_path, scenario, n):
+    """One item, n bidders U[0, 1]: beta(v) = (n - 1) / n v, revenue (n - 1) / (n + 1)
+    (theory.py), from truthful bidding, with the learner's defaults."""
+    world = make_world(scenario)
+    settings = StudySettings(certificate_requests=20_000, requests=50_000)
+    record = run_study(world, make_mechanism("cascade/first", world), settings, tmp_path)
+    curve = record["bid_function"]
+    learned = np.interp(ORACLE_VALUES, curve["values"], curve["bids"][0])
+    error = np.abs(learned - (n - 1) / n * np.array(ORACLE_VALUES))
+    # The learner's tolerance: the averaged knots scatter by about 0.01 around the line, and
+    # the top knot is pulled down by sigma's smoothing at the top of the support (learner.py;
+    # 0.01-0.015 at v = 1 at the final sigma).
+    assert error.max() < 0.03
+    # Revenue is the highest bid: bids off by at most d move it by at most d; plus 4.5
+    # standard errors of the Monte Carlo mean.
+    d = np.max(np.abs(np.array(curve["bids"][0]) - np.array(curve["theory"])))
+    assert abs(record["revenue"] - (n - 1) / (n + 1)) < d + 4.5 * record["revenue_se"]
+    # epsilon: 0.1% at the exact equilibrium on 20,000 requests (the certificate's noise),
+    # about 1.2% with the top bid 0.02 low (the loss grows with the square of the error).
+    assert record["epsilon_max"] < 0.035
+
+
+def test_piecewise_support_holds_every_bid_a_knot_moves():
+    """Moving knot j changes bids only at values where `support` says it may."""
+    bid_function = make_bid_function("piecewise", lambda q: q, knots=5)  # knots .2 .. 1
+    values = torch.linspace(0.0, 1.2, 241, dtype=torch.float64).view(-1, 1)  # [B, 1]
+    base = torch.full((1, 1, 5), 0.7, dtype=torch.float64)
+    seats = torch.zeros(1, dtype=torch.long)
+    support = bid_function.support(values)[:, 0]  # [B, P]
+    for knot in range(5):
+        moved = base.clone()
+        moved[..., knot] += 0.1
+        changed = bid_function.bids(moved, values, seats) != bid_function.bids(base, values, seats)
+        assert changed[:, 0, 0].any()
+        assert not (changed[:, 0, 0] & ~support[:, knot]).any()
 
 
 def test_resumed_learner_matches_an_uninterrupted_one(tmp_path):

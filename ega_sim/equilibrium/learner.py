@@ -8,12 +8,24 @@ mechanism code `evaluate` runs.
   by antithetic Gaussian perturbations of its parameters (evolution strategies), every
   perturbation scored on the same requests (common random numbers) in one batched call of the
   mechanism's unilateral outcome (metrics/regret.misreport_utility). Adam ascends it; a
-  projection keeps the bid functions monotone.
+  projection keeps the bid functions monotone. Three choices make it converge (measured on
+  first price, whose closed form is known; README "Mechanisms at equilibrium"):
+  * each parameter is scored only on the requests whose bid it moves (a knot of the piecewise
+    function: the values between its neighbours). Scored on the total utility, the O(v^2)
+    gradients of the low knots drown in the noise of the high ones: first price then stayed
+    at 0.56 v instead of v / 2 at v = 0.5 after 300 steps.
+  * sigma decays with the learning rate (Kiefer-Wolfowitz: the perturbation must shrink for
+    the smoothed game's fixed point to approach the game's). A large sigma biases bids down
+    where utility falls steeply on one side, as at the top of first price's support, where
+    overbidding the highest competitor costs linearly and underbidding only quadratically;
+    a small sigma from the start is unstable (near-ties look like steep gains).
+  * the profile reported is the mean of the last iterates (Polyak-Ruppert): Adam's steps
+    stay about its learning rate in size near the fixed point, the mean of them does not.
 - `best_response`: damped iterated best response on the knots of a piecewise bid function:
   each step moves every knot's bid toward the exact interim best response at its value
   (certificate.py) on a fresh batch; rank mechanisms of position auctions only.
 
-State (parameters, optimizer, step) is saved atomically to a file every `save_every` steps and
+State (parameters, their running mean, optimizer, step) is saved atomically to a file every `save_every` steps and
 read back with `weights_only=True` to resume; step t draws from the stream (seed, "equilibrium",
 "step", t), so a resumed run draws what an uninterrupted one would.
 """
@@ -47,13 +59,19 @@ class LearnerConfig:
     shared: bool = True  # one strategy for all seats (symmetric scenario) or one per seat
     knots: int = 10
     hidden: int = 8
-    steps: int = 300
-    batch: int = 4096  # requests per step
-    population: int = 16  # antithetic perturbation pairs per step (npga)
-    sigma: float = 0.02  # perturbation scale, in parameter units (npga)
-    learning_rate: float = 0.01  # Adam (npga)
+    steps: int = 600
+    batch: int = 8192  # requests per step
+    # npga: antithetic perturbation pairs per step; with the piecewise bid function each knot is
+    # scored on its own values, so the requests' noise dominates and few pairs suffice (the
+    # network's parameters all move every bid: give it more).
+    population: int = 4
+    sigma: float = 0.2  # npga: perturbation scale at the first step, in parameter units
+    learning_rate: float = 0.01  # npga: Adam's at the first step
+    # npga: learning rate and sigma at the last step, a share of the first (linear decay)
+    decay_to: float = 0.05
     damping: float = 0.5  # share of the way to the best response per step (best_response)
     initial_multiplier: float = 1.0  # the start: bid this multiple of the value (1: truthful)
+    average_last: float = 0.3  # the profile found: the mean iterate over this last share of steps
 
     def __post_init__(self) -> None:
         if self.method not in LEARNING_METHODS:
@@ -72,6 +90,13 @@ class LearnerConfig:
         for name in ("sigma", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
+        for name in ("decay_to", "average_last"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(
+                    f"{name}: expected a number in [0, 1], got {getattr(self, name)!r}"
+                )
+        if self.decay_to == 0:
+            raise ValueError("decay_to: expected a number in (0, 1], got 0")
         if not 0 < self.damping <= 1:
             raise ValueError(f"damping: expected a number in (0, 1], got {self.damping!r}")
         if not 0 <= self.initial_multiplier <= 2:
@@ -103,6 +128,8 @@ class EquilibriumLearner:
         initial = bid_function.initial(config.initial_multiplier, self.n_strategies)
         self.parameters = bid_function.project(initial).to(device).requires_grad_(False)
         self.optimizer = torch.optim.Adam([self.parameters], lr=config.learning_rate)
+        self.average = self.parameters.clone()  # [S, P] the mean of the averaged iterates
+        self.averaged = 0  # how many iterates `average` holds
         self.step_index = 0
         self.history: list[dict] = []  # per step: mean utility per request of each strategy
         self.seconds = 0.0
@@ -112,9 +139,17 @@ class EquilibriumLearner:
         generator = make_generator(self.seed, "equilibrium", stream, self.step_index)
         return self.world.sample_requests(self.config.batch, generator), generator
 
+    @property
+    def profile(self) -> torch.Tensor:
+        """The strategy profile found [S, P]: the mean of the iterates of the last
+        `average_last` share of the steps (Polyak-Ruppert averaging: the iterates of noisy
+        gradient ascent with a step size that stays useful wander around the fixed point, their
+        mean does not), or the current iterate before any is averaged."""
+        return self.average if self.averaged else self.parameters
+
     def bids(self, values: torch.Tensor, parameters: torch.Tensor | None = None) -> torch.Tensor:
-        """Bids [B, N] of values [B, N] under the profile (default: the current one)."""
-        parameters = self.parameters if parameters is None else parameters
+        """Bids [B, N] of values [B, N] under `parameters` [S, P] (default: the profile)."""
+        parameters = self.profile if parameters is None else parameters
         return self.bid_function.bids(parameters.unsqueeze(0), values, self.seat_strategy)[..., 0]
 
     def step(self) -> dict:
@@ -124,6 +159,9 @@ class EquilibriumLearner:
         else:
             record = self._npga_step()
         self.step_index += 1
+        if self.step_index > self.config.steps * (1.0 - self.config.average_last):
+            self.averaged += 1  # a running mean of monotone profiles is monotone
+            self.average += (self.parameters - self.average) / self.averaged
         self.history.append(record)
         return record
 
@@ -139,11 +177,12 @@ class EquilibriumLearner:
         config, theta = self.config, self.parameters
         requests, generator = self._requests()
         values = requests.value_per_click  # [B, N]
-        bids = self.bids(values)  # [B, N]
-        pairs = config.population
+        bids = self.bids(values, theta)  # [B, N]
+        pairs, decay = config.population, self._decay()
+        sigma = config.sigma * decay
         noise = torch.randn((pairs, *theta.shape), generator=generator, dtype=theta.dtype)
         noise = noise.to(theta.device)  # [H, S, P]
-        candidates = torch.cat([theta + config.sigma * noise, theta - config.sigma * noise])
+        candidates = torch.cat([theta + sigma * noise, theta - sigma * noise])
         # Candidates need bids >= 0 only (the mechanism scores any bids), not monotonicity.
         candidates = torch.cat([self.bid_function.feasible(candidates), theta.unsqueeze(0)])
         misreports = self.bid_function.bids(candidates, values, self.seat_strategy)  # [B, N, C]
@@ -151,21 +190,43 @@ class EquilibriumLearner:
             MisreportSpec(), self.mechanism, self.world, requests, bids, misreports=misreports
         ).utility  # [B, N, 2H + 1], each seat deviating alone
         fitness = self._per_strategy(utility.mean(dim=0))  # [S, 2H + 1]
-        difference = (fitness[:, :pairs] - fitness[:, pairs : 2 * pairs]).T  # [H, S]
-        gradient = (difference.unsqueeze(2) * noise).sum(0) / (2 * config.sigma * pairs)
-        for group in self.optimizer.param_groups:  # linear decay to a tenth at the last step
-            fraction = self.step_index / max(config.steps, 1)
-            group["lr"] = config.learning_rate * (1.0 - 0.9 * min(fraction, 1.0))
+        gradient = self._localized_gradient(utility, noise, values, sigma)  # [S, P]
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.learning_rate * decay
         with torch.enable_grad():
             theta.grad = -gradient  # Adam minimizes
             self.optimizer.step()
         theta.copy_(self.bid_function.project(theta))
         return {"step": self.step_index, "utility": fitness[:, -1].tolist()}
 
+    def _decay(self) -> float:
+        """The share of the initial step size and perturbation scale at this step: linear from
+        1 down to `config.decay_to` at the last step."""
+        fraction = min(self.step_index / max(self.config.steps, 1), 1.0)
+        return 1.0 - (1.0 - self.config.decay_to) * fraction
+
+    def _localized_gradient(
+        self, utility: torch.Tensor, noise: torch.Tensor, values: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
+        """The antithetic estimate [S, P] of each strategy's gradient of its mean utility per
+        request, parameter p scored only on the requests whose value's bid depends on p.
+
+        With seat i deviating alone, its utility on a request moves with its own bid at its
+        own value, so the terms a parameter cannot move are zero in expectation and dropping
+        them leaves the estimate unbiased; they are what swamps the small gradients at low
+        values (a knot at value v moves utility by O(v^2)) when every knot is scored on the
+        total utility of all values."""
+        pairs = self.config.population
+        difference = utility[:, :, :pairs] - utility[:, :, pairs : 2 * pairs]  # [B, N, H]
+        seat_noise = noise.index_select(1, self.seat_strategy)  # [H, N, P]
+        support = self.bid_function.support(values).to(utility)  # [B, N, P]
+        per_seat = torch.einsum("bnh,hnp,bnp->np", difference, seat_noise, support)  # [N, P]
+        return self._per_strategy(per_seat) / (2 * sigma * pairs * values.shape[0])
+
     @torch.no_grad()
     def _best_response_step(self) -> dict:
         requests, _ = self._requests()
-        bids = self.bids(requests.value_per_click)
+        bids = self.bids(requests.value_per_click, self.parameters)
         table = interim_table(self.mechanism, self.world, requests, bids)
         knots = bids.new_tensor(self.bid_function.knots)  # [J]
         best, best_bid = best_response(table, knots)  # [N, J]
@@ -229,6 +290,8 @@ class EquilibriumLearner:
             "step": self.step_index,
             "seconds": self.seconds,
             "parameters": self.parameters.detach().cpu(),
+            "average": self.average.detach().cpu(),
+            "averaged": self.averaged,
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -252,6 +315,8 @@ class EquilibriumLearner:
                     f"run: {mine[key]!r}); remove it or choose another --out"
                 )
         self.parameters.copy_(state["parameters"].to(self.parameters))
+        self.average.copy_(state["average"].to(self.average))
+        self.averaged = int(state["averaged"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_index, self.seconds = int(state["step"]), float(state["seconds"])
         return True

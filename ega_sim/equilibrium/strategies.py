@@ -67,6 +67,16 @@ class PiecewiseLinearBid:
         clamped = parameters.clamp(0.0, self.max_multiplier)
         return isotonic(clamped * knots) / knots
 
+    def support(self, values: torch.Tensor) -> torch.Tensor:
+        """Which parameters each value's bid depends on [B, N, P] (bool): knot j moves only the
+        bids of values strictly between knots j - 1 and j + 1 (the first also those below it,
+        the last those above it), so the learner scores knot j's perturbations on those alone."""
+        knots = values.new_tensor(self.knots)  # [J]
+        lower = torch.cat([knots.new_tensor([-torch.inf]), knots[:-1]])  # [J] v_(j-1)
+        upper = torch.cat([knots[1:], knots.new_tensor([torch.inf])])  # [J] v_(j+1)
+        v = values.unsqueeze(2)  # [B, N, 1]
+        return (v > lower) & (v < upper)
+
     def bids(
         self, parameters: torch.Tensor, values: torch.Tensor, seat_strategy: torch.Tensor
     ) -> torch.Tensor:
@@ -91,7 +101,9 @@ class PiecewiseLinearBid:
         above = values >= knots[-1]
         first = seat[:, :, 0].unsqueeze(0) * values.unsqueeze(2)  # [B, N, C]
         last = seat[:, :, -1].unsqueeze(0) * values.unsqueeze(2)
-        return torch.where(below.unsqueeze(2), first, torch.where(above.unsqueeze(2), last, inside))
+        bids = torch.where(below.unsqueeze(2), first, torch.where(above.unsqueeze(2), last, inside))
+        # The advanced indexing above lays [B, N, C] out permuted; consumers binary-search it.
+        return bids.contiguous()
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,10 @@ class MonotoneNetworkBid:
         offset = -4.0 * torch.linspace(0.0, 1.0, hidden, dtype=torch.float64)
         one = torch.cat([torch.tensor([linear], dtype=torch.float64), amplitude, slope, offset])
         return one.expand(strategies, -1).clone()
+
+    def support(self, values: torch.Tensor) -> torch.Tensor:
+        """Which parameters each value's bid depends on [B, N, P]: all of them."""
+        return values.new_ones((*values.shape, self.size), dtype=torch.bool)
 
     def project(self, parameters: torch.Tensor) -> torch.Tensor:
         """Every parameter vector is monotone already."""

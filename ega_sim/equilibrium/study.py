@@ -87,7 +87,7 @@ def run_study(
     generator = make_generator(settings.seed, "equilibrium", "certificate")
     fresh = world.sample_requests(settings.certificate_requests, generator)
     grid = value_grid(quantile, settings.value_points)
-    profiles = {"equilibrium": learner.parameters, "truthful": truthful}
+    profiles = {"equilibrium": learner.profile, "truthful": truthful}
     certificates = {
         name: certify(mechanism, world, fresh, bid_function, p, learner.seat_strategy, grid)
         for name, p in profiles.items()
@@ -146,7 +146,7 @@ def bid_curve(learner: EquilibriumLearner, quantile, theory) -> dict:
     CURVE_POINTS values across the value distribution."""
     top = 1.0 if math.isfinite(float(quantile(1.0))) else 0.995
     values = np.array([float(quantile(top * j / (CURVE_POINTS - 1))) for j in range(CURVE_POINTS)])
-    device = learner.parameters.device
+    device = learner.profile.device
     seats = torch.as_tensor(values, dtype=torch.float64, device=device)
     seats = seats.unsqueeze(1).expand(-1, learner.seat_strategy.shape[0]).contiguous()
     bids = learner.bids(seats).cpu().numpy()  # [V, N]
