@@ -25,9 +25,9 @@ mechanism code `evaluate` runs.
   each step moves every knot's bid toward the exact interim best response at its value
   (certificate.py) on a fresh batch; rank mechanisms of position auctions only.
 
-State (parameters, their running mean, optimizer, step) is saved atomically to a file every `save_every` steps and
-read back with `weights_only=True` to resume; step t draws from the stream (seed, "equilibrium",
-"step", t), so a resumed run draws what an uninterrupted one would.
+State (parameters, their running mean, optimizer, step) is saved atomically to a file every
+`save_every` steps and read back with `weights_only=True` to resume; step t draws from the
+stream (seed, "equilibrium", "step", t), so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
