@@ -318,6 +318,7 @@ def _misreport(args: argparse.Namespace) -> int:
     opt("--initial-multiplier", type=float, help="start: bid this x value (default 1)"),
     opt("--certificate-requests", type=int, default=50_000, help="fresh requests of epsilon"),
     REQUESTS.but(default=100_000, help="fresh requests for revenue, welfare, utility"),
+    CHECKPOINT.but(help="feed market: the trained cascade (see `ega-sim train`)"),
     SEED,
     THREADS,
     DEVICE,
@@ -338,15 +339,22 @@ def _equilibrium(args: argparse.Namespace) -> int:
       ega-sim equilibrium --scenario gsp_equilibrium --mechanism cascade/gsp --out runs/eq
       ega-sim equilibrium --scenario single_slot --mechanism cascade/first cascade/vcg \\
           --steps 500 --initial-multiplier 0.6 --json --out runs/eq_single
+      ega-sim equilibrium --scenario feed_small --mechanism cascade/gsp cascade/vcg \\
+          --checkpoint runs/feed_small_cascade --steps 150 --batch 256 \\
+          --certificate-requests 2000 --requests 5000 --out runs/eq_feed
       ega-sim equilibrium --experiment experiments/equilibrium.toml --out reports/equilibrium
     """
     import torch
 
-    from ega_sim.equilibrium.experiment import load_experiment
+    from ega_sim.equilibrium.experiment import (
+        PlannedStudy,
+        load_experiment,
+        train_missing_checkpoint,
+    )
     from ega_sim.equilibrium.learner import LearnerConfig
     from ega_sim.equilibrium.report import table_markdown, write_outputs
     from ega_sim.equilibrium.study import StudySettings, run_study
-    from ega_sim.mechanisms.registry import make_mechanism
+    from ega_sim.mechanisms.registry import learns, make_mechanism
     from ega_sim.paths import check_output_folder
     from ega_sim.world.build import make_world
 
@@ -356,7 +364,7 @@ def _equilibrium(args: argparse.Namespace) -> int:
     if (args.experiment is None) == (args.scenario is None):
         raise ValueError("expected --scenario (with --mechanism) or --experiment FILE, not both")
     if args.experiment is not None:
-        plan, settings = load_experiment(args.experiment)
+        plan = load_experiment(args.experiment)
     else:
         given = {  # the options left out keep LearnerConfig's defaults
             name: getattr(args, name)
@@ -373,17 +381,23 @@ def _equilibrium(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         mechanisms = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
-        plan = [(args.scenario, mechanisms)]
+        plan = [PlannedStudy(args.scenario, tuple(mechanisms), settings, args.checkpoint)]
     out = check_output_folder(args.out, "--out")
-    worlds = {scenario: make_world(scenario, args.device) for scenario, _ in plan}
-    built = [  # built first: a bad name fails before any work
-        (worlds[scenario], make_mechanism(name, worlds[scenario]))
-        for scenario, names in plan
-        for name in names
+    worlds = {study.scenario: make_world(study.scenario, args.device) for study in plan}
+    if args.experiment is not None:  # as `ega-sim run` does: train what is not trained yet
+        for study in plan:
+            train_missing_checkpoint(worlds[study.scenario], study, sys.stderr)
+    built = [  # built first: a bad name or a missing checkpoint fails before any work
+        (study, world, make_mechanism(name, world, checkpoint=checkpoint))
+        for study in plan
+        for world in (worlds[study.scenario],)
+        for name in study.mechanisms
+        for checkpoint in (study.checkpoint if learns(name, world) else None,)
     ]
     records = []
-    for world, mechanism in built:
-        records.append(run_study(world, mechanism, settings, out, progress=sys.stderr.isatty()))
+    for study, world, mechanism in built:
+        progress = sys.stderr.isatty()
+        records.append(run_study(world, mechanism, study.settings, out, progress=progress))
         if args.json:
             print(json.dumps(records[-1], allow_nan=False), flush=True)
     written = write_outputs(records, out)

@@ -47,6 +47,9 @@ class Certificate:
     best_utility_at_value: np.ndarray  # [N, V]
     requests: int
     seconds: float = math.nan
+    # dense.py: all advertisers' loss over all their utility, with its 95% interval (a ratio of
+    # sums: stable where single advertisers earn little); None for the exact certificate.
+    pooled: tuple[float, float, float] | None = None
 
     def summary(self) -> dict:
         """epsilon max and mean over seats, each with its 95% interval (the max: the interval
@@ -64,14 +67,30 @@ class Certificate:
             "epsilon_mean_high": float(self.epsilon_high.mean()),
             "certificate_requests": self.requests,
             "certificate_seconds": self.seconds,
+            **(
+                {}
+                if self.pooled is None
+                else dict(
+                    zip(
+                        ("epsilon_pooled", "epsilon_pooled_low", "epsilon_pooled_high"),
+                        self.pooled,
+                        strict=True,
+                    )
+                )
+            ),
         }
 
 
-def check_exact_certificate(mechanism, world) -> None:
-    """The exact certificate needs a rank mechanism in a separable world with prices affine in
-    the own bid inside a slot; anything else is a ValueError naming the mechanism."""
+def has_exact_certificate(mechanism, world) -> bool:
+    """Whether the exact certificate applies: a rank mechanism in a separable world with
+    prices affine in the own bid inside a slot (else dense.py's search)."""
     rank = hasattr(mechanism, "bidder_views") and hasattr(world, "click_probability_per_slot")
-    if not rank or getattr(mechanism, "price_varies_within_slot", False):
+    return rank and not getattr(mechanism, "price_varies_within_slot", False)
+
+
+def check_exact_certificate(mechanism, world) -> None:
+    """A ValueError naming the mechanism unless the exact certificate applies to it."""
+    if not has_exact_certificate(mechanism, world):
         raise ValueError(
             f"mechanism {getattr(mechanism, 'name', mechanism)!r}: the equilibrium certificate "
             "and best response are exact only for rank mechanisms of position auctions with "

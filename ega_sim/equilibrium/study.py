@@ -18,7 +18,8 @@ import torch
 
 from ega_sim.atomic import write_text_atomic
 from ega_sim.config.feed_market import FeedMarketConfig
-from ega_sim.equilibrium.certificate import certify, check_exact_certificate, value_grid
+from ega_sim.equilibrium.certificate import certify, has_exact_certificate, value_grid
+from ega_sim.equilibrium.dense import DENSE_BINS, certify_dense
 from ega_sim.equilibrium.learner import EquilibriumLearner, LearnerConfig
 from ega_sim.equilibrium.strategies import make_bid_function
 from ega_sim.equilibrium.theory import known_equilibrium_bid
@@ -58,12 +59,12 @@ def run_study(
 ) -> dict:
     """The result record of one (scenario, mechanism) study (module docstring)."""
     scenario = world.config
-    if isinstance(scenario, FeedMarketConfig):
+    exact = has_exact_certificate(mechanism, world)
+    if not exact and settings.learner.method == "best_response":
         raise ValueError(
-            f"scenario {scenario.name}: the equilibrium study runs on position auctions only "
-            "(feed markets: not yet)"
+            f"mechanism {mechanism.name} on {scenario.name}: method best_response needs the "
+            "exact certificate (rank mechanisms of position auctions); use npga"
         )
-    check_exact_certificate(mechanism, world)
     folder = study_folder(out, scenario.name, mechanism.name)
     result_path = folder / "result.json"
     if result_path.exists():
@@ -71,7 +72,7 @@ def run_study(
         if done.get("settings") == _finite_or_null(settings.to_dict()):
             return done
     config = settings.learner
-    quantile = scenario.values.quantile
+    quantile = value_quantile(world, settings.seed)
     bid_function = make_bid_function(
         config.strategy, quantile, knots=config.knots, hidden=config.hidden
     )
@@ -86,12 +87,21 @@ def run_study(
     )
     generator = make_generator(settings.seed, "equilibrium", "certificate")
     fresh = world.sample_requests(settings.certificate_requests, generator)
-    grid = value_grid(quantile, settings.value_points)
     profiles = {"equilibrium": learner.profile, "truthful": truthful}
-    certificates = {
-        name: certify(mechanism, world, fresh, bid_function, p, learner.seat_strategy, grid)
-        for name, p in profiles.items()
-    }
+    if exact:
+        grid = value_grid(quantile, settings.value_points)
+        certificates = {
+            name: certify(mechanism, world, fresh, bid_function, p, learner.seat_strategy, grid)
+            for name, p in profiles.items()
+        }
+    else:
+        edges = [float(quantile(j / DENSE_BINS)) for j in range(1, DENSE_BINS)]
+        certificates = {
+            name: certify_dense(
+                mechanism, world, fresh, learner.bids(fresh.value_per_click, p), edges
+            )
+            for name, p in profiles.items()
+        }
     generator = make_generator(settings.seed, "equilibrium", "measure")
     measured = world.sample_requests(settings.requests, generator)
     record = {
@@ -112,11 +122,29 @@ def run_study(
     record["bid_function"] = bid_curve(
         learner, quantile, known_equilibrium_bid(scenario, mechanism.name)
     )
+    record["certificate"] = "exact" if exact else f"dense ({DENSE_BINS} value bins)"
     record["settings"] = settings.to_dict()
     record["provenance"] = provenance()
     record = _finite_or_null(record)
     write_text_atomic(result_path, json.dumps(record, allow_nan=False) + "\n")
     return record
+
+
+def value_quantile(world, seed: int, requests: int = 20_000):
+    """The quantile function of a seat's value per click: the scenario's distribution in a
+    position auction; in a feed market the empirical one of `requests` requests' candidate
+    ads (seeded from the run's seed), unbounded at 1 (the sample's top is not the support's)."""
+    scenario = world.config
+    if not isinstance(scenario, FeedMarketConfig):
+        return scenario.values.quantile
+    generator = make_generator(seed, "equilibrium", "values")
+    sample = world.sample_requests(requests, generator).value_per_click.flatten()
+    ordered = np.sort(sample.cpu().numpy())
+
+    def quantile(p: float) -> float:
+        return math.inf if p >= 1 else float(np.quantile(ordered, p))
+
+    return quantile
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ TRUTHFUL = ("cascade/vcg", "cascade/threshold", "myerson/threshold")
 def known_equilibrium_bid(scenario, mechanism: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """The equilibrium bid function of `mechanism` on the position-auction `scenario` where
     theory gives one (module docstring), else None."""
+    if getattr(scenario, "kind", None) != "position_auction":
+        return None  # feed markets: no closed form (and VCG is truthful only in its own CTRs)
     if mechanism in TRUTHFUL:
         return lambda v: np.asarray(v, float)
     values, quality = scenario.values, scenario.quality
