@@ -65,6 +65,11 @@ def run_study(
             f"mechanism {mechanism.name} on {scenario.name}: method best_response needs the "
             "exact certificate (rank mechanisms of position auctions); use npga"
         )
+    if isinstance(scenario, FeedMarketConfig) and not settings.learner.shared:
+        raise ValueError(
+            f"--per-seat: a feed market's seats are its requests' candidate ads, not its "
+            f"advertisers; {scenario.name} learns one strategy shared by all advertisers"
+        )
     folder = study_folder(out, scenario.name, mechanism.name)
     result_path = folder / "result.json"
     if result_path.exists():
