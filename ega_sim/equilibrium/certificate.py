@@ -53,7 +53,9 @@ class Certificate:
 
     def summary(self) -> dict:
         """epsilon max and mean over seats, each with its 95% interval (the max: the interval
-        of the seat that attains it; the mean: the mean of the seats' bounds)."""
+        of the seat that attains it; the mean: the mean of the seats' bounds, left null where
+        a pooled ratio is given: dense.py's advertisers that earn little have intervals too
+        wide to average)."""
         if np.isnan(self.epsilon).any():  # a seat that earns nothing: undefined
             worst = int(np.argmax(np.isnan(self.epsilon)))
         else:
@@ -63,8 +65,8 @@ class Certificate:
             "epsilon_max_low": float(self.epsilon_low[worst]),
             "epsilon_max_high": float(self.epsilon_high[worst]),
             "epsilon_mean": float(self.epsilon.mean()),
-            "epsilon_mean_low": float(self.epsilon_low.mean()),
-            "epsilon_mean_high": float(self.epsilon_high.mean()),
+            "epsilon_mean_low": float(self.epsilon_low.mean()) if self.pooled is None else None,
+            "epsilon_mean_high": float(self.epsilon_high.mean()) if self.pooled is None else None,
             "certificate_requests": self.requests,
             "certificate_seconds": self.seconds,
             **(

@@ -16,13 +16,21 @@ def _number(value, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _epsilon(record: dict, prefix: str) -> str:
-    value = record.get(f"{prefix}epsilon_max")
+def _percent(record: dict, name: str) -> str:
+    value, low, high = (record.get(f"{name}{end}") for end in ("", "_low", "_high"))
     if value is None:
         return "n/a"
-    low, high = record.get(f"{prefix}epsilon_max_low"), record.get(f"{prefix}epsilon_max_high")
     interval = "" if low is None else f" [{100 * low:.2f}, {100 * high:.2f}]"
     return f"{100 * value:.2f}%{interval}"
+
+
+def _epsilon(record: dict, prefix: str) -> str:
+    """The max over advertisers; with a dense certificate the pooled ratio first (the max
+    over a feed market's many advertisers is that of one that earns little)."""
+    worst = _percent(record, f"{prefix}epsilon_max")
+    if record.get(f"{prefix}epsilon_pooled") is None:
+        return worst
+    return f"pooled {_percent(record, f'{prefix}epsilon_pooled')}; max {worst}"
 
 
 def table_markdown(records: list[dict]) -> str:
