@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -309,6 +310,111 @@ def _misreport(args: argparse.Namespace) -> int:
     table = run_misreport_study(world, args.mechanism, **{k: getattr(args, k) for k in settings})
     written = [f"wrote {path}" for path in write_study(table, args.out)]
     print("\n".join([*summary_lines(table), *written]))
+    return 0
+
+
+@command(
+    "equilibrium",
+    SCENARIO.but(required=False, help="scenario file path or shipped name (position auction)"),
+    MECHANISMS.but(help="mechanisms (default: cascade/gsp cascade/vcg cascade/first)"),
+    opt(
+        "--experiment", help="an equilibrium experiment file instead (experiments/equilibrium.toml)"
+    ),
+    opt("--method", choices=("npga", "best_response"), default="npga", help="learner"),
+    opt("--strategy", choices=("piecewise", "network"), default="piecewise", help="bid function"),
+    opt("--per-seat", action="store_true", help="one strategy per advertiser, not one shared"),
+    opt("--steps", type=int, help="learner steps (default 600)"),
+    opt("--batch", type=int, help="requests per step (default 8192)"),
+    opt("--population", type=int, help="npga: antithetic perturbation pairs (default 4)"),
+    opt("--sigma", type=float, help="npga: initial perturbation scale (default 0.2)"),
+    opt("--initial-multiplier", type=float, help="start: bid this x value (default 1)"),
+    opt("--certificate-requests", type=int, default=50_000, help="fresh requests of epsilon"),
+    REQUESTS.but(default=100_000, help="fresh requests for revenue, welfare, utility"),
+    CHECKPOINT.but(help="feed market: the trained cascade (see `ega-sim train`)"),
+    SEED,
+    THREADS,
+    DEVICE,
+    JSON,
+    OUT.but(help="folder: per study state.pt and result.json; equilibrium.md, .jsonl, .png"),
+)
+def _equilibrium(args: argparse.Namespace) -> int:
+    """learn every advertiser's bid function at once; measure mechanisms at equilibrium
+
+    All advertisers learn a bid function of their value at once (NPGA: simultaneous
+    pseudo-gradient ascent with common random numbers, or iterated best response) against the
+    mechanism; the profile found is certified by epsilon, each advertiser's utility loss
+    against its exact best response relative to its utility, on fresh requests. Reports
+    revenue, welfare, utility per request and epsilon at equilibrium and at truthful bids.
+    Rerunning resumes an interrupted study from OUT and reuses finished ones.
+
+    examples:
+      ega-sim equilibrium --scenario gsp_equilibrium --mechanism cascade/gsp --out runs/eq
+      ega-sim equilibrium --scenario single_slot --mechanism cascade/first cascade/vcg \\
+          --steps 500 --initial-multiplier 0.6 --json --out runs/eq_single
+      ega-sim equilibrium --scenario feed_small --mechanism cascade/gsp cascade/vcg \\
+          --checkpoint runs/feed_small_cascade --steps 150 --batch 256 \\
+          --certificate-requests 2000 --requests 5000 --out runs/eq_feed
+      ega-sim equilibrium --experiment experiments/equilibrium.toml --out reports/equilibrium
+    """
+    import torch
+
+    from ega_sim.equilibrium.experiment import (
+        PlannedStudy,
+        load_experiment,
+        train_missing_checkpoint,
+    )
+    from ega_sim.equilibrium.learner import LearnerConfig
+    from ega_sim.equilibrium.report import table_markdown, write_outputs
+    from ega_sim.equilibrium.study import StudySettings, run_study
+    from ega_sim.mechanisms.registry import learns, make_mechanism
+    from ega_sim.paths import check_output_folder
+    from ega_sim.world.build import make_world
+
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    if (args.experiment is None) == (args.scenario is None):
+        raise ValueError("expected --scenario (with --mechanism) or --experiment FILE, not both")
+    if args.experiment is not None:
+        plan = load_experiment(args.experiment)
+    else:
+        given = {  # the options left out keep LearnerConfig's defaults
+            name: getattr(args, name)
+            for name in ("steps", "batch", "population", "sigma", "initial_multiplier")
+            if getattr(args, name) is not None
+        }
+        learner = LearnerConfig(
+            method=args.method, strategy=args.strategy, shared=not args.per_seat, **given
+        )
+        settings = StudySettings(
+            learner=learner,
+            certificate_requests=args.certificate_requests,
+            requests=args.requests,
+            seed=args.seed,
+        )
+        mechanisms = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
+        plan = [PlannedStudy(args.scenario, tuple(mechanisms), settings, args.checkpoint)]
+    out = check_output_folder(args.out, "--out")
+    worlds = {study.scenario: make_world(study.scenario, args.device) for study in plan}
+    if args.experiment is not None:  # as `ega-sim run` does: train what is not trained yet
+        for study in plan:
+            train_missing_checkpoint(worlds[study.scenario], study, sys.stderr)
+    built = [  # built first: a bad name or a missing checkpoint fails before any work
+        (study, world, make_mechanism(name, world, checkpoint=checkpoint))
+        for study in plan
+        for world in (worlds[study.scenario],)
+        for name in study.mechanisms
+        for checkpoint in (study.checkpoint if learns(name, world) else None,)
+    ]
+    records = []
+    for study, world, mechanism in built:
+        progress = sys.stderr.isatty()
+        records.append(run_study(world, mechanism, study.settings, out, progress=progress))
+        if args.json:
+            print(json.dumps(records[-1], allow_nan=False), flush=True)
+    written = write_outputs(records, out)
+    if not args.json:
+        print(table_markdown(records) + "\n".join(f"wrote {path}" for path in written))
     return 0
 
 

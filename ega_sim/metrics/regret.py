@@ -135,9 +135,12 @@ def misreport_utility(
     context=None,
     searched: torch.Tensor | None = None,
     with_model: bool = False,
+    misreports: torch.Tensor | None = None,
 ) -> MisreportSearch:
     """The candidate misreports [B, N, C] and the utility each gives its bidder (NaN for bidders
     not `searched` [B, N], default all); with `with_model` also under the mechanism's own CTRs.
+    `misreports` [B, N, C], when given, are the bids tried instead of the spec's candidates
+    (the equilibrium learner's perturbed strategies).
 
     A rank mechanism in a separable world (a position auction) answers from each bidder's
     thresholds in one batched pass (`RankMechanism.unilateral`); a mechanism that prices from
@@ -153,7 +156,10 @@ def misreport_utility(
     points = spec.interval_points if getattr(mechanism, "price_varies_within_slot", False) else 1
     if fast:
         views = mechanism.bidder_views(requests, bids)
-        misreports = candidate_misreports(spec, requests, views.threshold, interval_points=points)
+        if misreports is None:
+            misreports = candidate_misreports(
+                spec, requests, views.threshold, interval_points=points
+            )
         slot, price = mechanism.unilateral(views, misreports)  # [B, N, C] each
         click_probability = world.click_probability_per_slot(requests)  # [B, N, K]
         clicks = torch.where(slot >= 0, click_probability.gather(2, slot.clamp(min=0)), 0.0)
@@ -162,11 +168,12 @@ def misreport_utility(
             utility = torch.where(searched.unsqueeze(2), utility, torch.nan)
         # A position auction's mechanism knows the true click model: its own view is the truth.
         return MisreportSearch(misreports, utility, utility if with_model else None)
-    thresholds = None
-    if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
-        extra = {} if context is None else {"context": context}
-        thresholds = mechanism.bid_thresholds(requests, bids, **extra)
-    misreports = candidate_misreports(spec, requests, thresholds, interval_points=points)
+    if misreports is None:
+        thresholds = None
+        if spec.method == "exact" and hasattr(mechanism, "bid_thresholds"):
+            extra = {} if context is None else {"context": context}
+            thresholds = mechanism.bid_thresholds(requests, bids, **extra)
+        misreports = candidate_misreports(spec, requests, thresholds, interval_points=points)
     if not rerun and getattr(mechanism, "prices_by_response", False):
         everyone = torch.ones_like(bids, dtype=torch.bool) if searched is None else searched
         truth, model, monotone = mechanism.unilateral_utility(
