@@ -89,9 +89,12 @@ def _run(args: argparse.Namespace) -> int:
       ega-sim run experiments/paper_table2.toml --workers 4 --artifacts runs/trained
       ega-sim run experiments/paper_figure5.toml --executor ray --address ray://head:10001
     """
+    from ega_sim.equilibrium.experiment import is_equilibrium_experiment
     from ega_sim.experiments import load_experiment, quick_spec, run_experiment
     from ega_sim.report import report_lines
 
+    if is_equilibrium_experiment(args.experiment):
+        return _run_equilibrium_file(args)
     spec = load_experiment(args.experiment)
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address: only with --executor ray")
@@ -104,6 +107,29 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print("\n".join([*report_lines(summary.out), f"report: {summary.out / 'report.html'}"]))
     return 0
+
+
+def _run_equilibrium_file(args: argparse.Namespace) -> int:
+    """`ega-sim run` of a kind = "equilibrium" file: its studies, one after the other, into
+    OUT (default reports/<file name>/), as `ega-sim equilibrium --experiment FILE` runs them."""
+    from ega_sim.equilibrium.experiment import load_experiment
+
+    for flag, given in (
+        ("--executor", args.executor != "local"),
+        ("--address", args.address is not None),
+        ("--workers", args.workers is not None),
+        ("--artifacts", args.artifacts is not None),
+        ("--quick", args.quick),
+    ):
+        if given:
+            raise ValueError(
+                f"{flag}: not for an equilibrium experiment ({args.experiment}), whose studies "
+                "run one after the other in this process; for a short run use `ega-sim "
+                "equilibrium --scenario S --steps N`"
+            )
+    plan = load_experiment(args.experiment)
+    out = args.out or Path("reports") / Path(args.experiment).stem
+    return _run_equilibrium(plan, out, "cpu", train_missing=True, json_lines=False)
 
 
 @command("report", opt("folder", help="report folder written by `ega-sim run`"))
@@ -356,23 +382,11 @@ def _equilibrium(args: argparse.Namespace) -> int:
           --certificate-requests 2000 --requests 5000 --out runs/eq_feed
       ega-sim equilibrium --experiment experiments/equilibrium.toml --out reports/equilibrium
     """
-    import torch
 
-    from ega_sim.equilibrium.experiment import (
-        PlannedStudy,
-        load_experiment,
-        train_missing_checkpoint,
-    )
+    from ega_sim.equilibrium.experiment import PlannedStudy, load_experiment
     from ega_sim.equilibrium.learner import LearnerConfig
-    from ega_sim.equilibrium.report import table_markdown, write_outputs
-    from ega_sim.equilibrium.study import StudySettings, run_study
-    from ega_sim.mechanisms.registry import learns, make_mechanism
-    from ega_sim.paths import check_output_folder
-    from ega_sim.world.build import make_world
+    from ega_sim.equilibrium.study import StudySettings
 
-    if args.threads < 1:
-        raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
     if (args.experiment is None) == (args.scenario is None):
         raise ValueError("expected --scenario (with --mechanism) or --experiment FILE, not both")
     if args.experiment is not None:
@@ -394,26 +408,25 @@ def _equilibrium(args: argparse.Namespace) -> int:
         )
         mechanisms = args.mechanism or ["cascade/gsp", "cascade/vcg", "cascade/first"]
         plan = [PlannedStudy(args.scenario, tuple(mechanisms), settings, args.checkpoint)]
-    out = check_output_folder(args.out, "--out")
-    worlds = {study.scenario: make_world(study.scenario, args.device) for study in plan}
-    if args.experiment is not None:  # as `ega-sim run` does: train what is not trained yet
-        for study in plan:
-            train_missing_checkpoint(worlds[study.scenario], study, sys.stderr)
-    built = [  # built first: a bad name or a missing checkpoint fails before any work
-        (study, world, make_mechanism(name, world, checkpoint=checkpoint))
-        for study in plan
-        for world in (worlds[study.scenario],)
-        for name in study.mechanisms
-        for checkpoint in (study.checkpoint if learns(name, world) else None,)
-    ]
+    # an experiment file trains what it needs and is not trained yet, as `ega-sim run` does
+    train_missing = args.experiment is not None
+    return _run_equilibrium(plan, args.out, args.device, train_missing, json_lines=args.json)
+
+
+def _run_equilibrium(plan, out, device: str, train_missing: bool, json_lines: bool) -> int:
+    """Run equilibrium studies into `out`; print each record (JSON Lines) or the table."""
+    from ega_sim.equilibrium.experiment import run_plan
+    from ega_sim.equilibrium.report import table_markdown, write_outputs
+    from ega_sim.paths import check_output_folder
+
+    out = check_output_folder(out, "--out")
     records = []
-    for study, world, mechanism in built:
-        progress = sys.stderr.isatty()
-        records.append(run_study(world, mechanism, study.settings, out, progress=progress))
-        if args.json:
-            print(json.dumps(records[-1], allow_nan=False), flush=True)
+    for record in run_plan(plan, out, device=device, train_missing=train_missing):
+        records.append(record)
+        if json_lines:
+            print(json.dumps(record, allow_nan=False), flush=True)
     written = write_outputs(records, out)
-    if not args.json:
+    if not json_lines:
         print(table_markdown(records) + "\n".join(f"wrote {path}" for path in written))
     return 0
 

@@ -286,3 +286,30 @@ def test_experiment_file_reads_per_study_settings():
     assert len(feed) == 1 and feed[0].checkpoint == "runs/feed_small_cascade"
     assert (feed[0].settings.learner.batch, feed[0].settings.certificate_requests) == (256, 4000)
     assert plan[0].settings.learner.batch == LearnerConfig().batch  # the others keep defaults
+
+
+def test_run_command_runs_an_equilibrium_file_as_the_equilibrium_command_does(tmp_path, capsys):
+    """`ega-sim run FILE` on a kind = "equilibrium" file gives what `ega-sim equilibrium
+    --experiment FILE` gives (same seeds, same studies), and refuses `run`'s cell options."""
+    path = tmp_path / "eq.toml"
+    path.write_text(
+        'kind = "equilibrium"\ncertificate_requests = 300\nrequests = 300\n'
+        "[learner]\nsteps = 2\nbatch = 64\n"
+        '[[study]]\nscenario = "single_slot"\nmechanisms = ["cascade/first"]\n'
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "by_run")]) == 0
+    by_equilibrium = tmp_path / "by_equilibrium"
+    argv = ["equilibrium", "--experiment", str(path), "--out", str(by_equilibrium)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    ran = (tmp_path / "by_run" / "equilibrium.jsonl").read_text().splitlines()
+    direct = (by_equilibrium / "equilibrium.jsonl").read_text().splitlines()
+    drop = ("learner_seconds", "steps_per_second", "certificate_seconds")
+    drop += ("truthful_certificate_seconds", "provenance")
+    strip = [{k: v for k, v in json.loads(line).items() if k not in drop} for line in ran]
+    assert strip == [{k: v for k, v in json.loads(x).items() if k not in drop} for x in direct]
+    assert main(["run", str(path), "--quick", "--out", str(tmp_path / "q")]) == 2
+    assert "--quick: not for an equilibrium experiment" in capsys.readouterr().err
+    path.write_text(path.read_text().replace('kind = "equilibrium"', 'kind = "evaluate"'))
+    with pytest.raises(ValueError, match="kind: expected 'equilibrium'"):
+        load_experiment(path)

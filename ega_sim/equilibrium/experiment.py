@@ -1,6 +1,7 @@
 """Equilibrium experiment files (experiments/equilibrium.toml): the studies to run and their
-settings, read by `ega-sim equilibrium --experiment FILE`.
+settings, read by `ega-sim run FILE` or `ega-sim equilibrium --experiment FILE`.
 
+    kind = "equilibrium"          # what tells `ega-sim run` this is such a file
     seed = 0                      # optional
     certificate_requests = 50000  # optional, as StudySettings
     [learner]                     # optional, LearnerConfig's fields
@@ -20,7 +21,9 @@ settings, read by `ega-sim equilibrium --experiment FILE`.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -28,7 +31,8 @@ from ega_sim.equilibrium.learner import LearnerConfig
 from ega_sim.equilibrium.study import StudySettings
 
 SETTING_KEYS = ("seed", "certificate_requests", "value_points", "requests")
-TOP_KEYS = {*SETTING_KEYS, "learner", "study"}
+TOP_KEYS = {*SETTING_KEYS, "kind", "learner", "study"}
+KIND = "equilibrium"
 STUDY_KEYS = {"scenario", "mechanisms", "checkpoint", "learner", *SETTING_KEYS[1:]}
 
 
@@ -71,6 +75,8 @@ def load_experiment(path: str | Path) -> list[PlannedStudy]:
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ValueError(f"{path}: unknown key {sorted(unknown)[0]!r}; expected {sorted(TOP_KEYS)}")
+    if data.get("kind", KIND) != KIND:
+        raise ValueError(f"{path}: kind: expected {KIND!r}, got {data['kind']!r}")
     settings = _settings(path, "", data, StudySettings())
     studies = data.get("study")
     if not isinstance(studies, list) or not studies:
@@ -97,6 +103,42 @@ def load_experiment(path: str | Path) -> list[PlannedStudy]:
         own = _settings(path, where, study, settings)
         plan.append(PlannedStudy(scenario, tuple(mechanisms), own, checkpoint))
     return plan
+
+
+def is_equilibrium_experiment(path: str | Path) -> bool:
+    """Whether `path` is a TOML file with kind = "equilibrium" (False when it cannot be read:
+    the experiment loader then says why)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return data.get("kind") == KIND
+
+
+def run_plan(
+    plan: list[PlannedStudy], out: Path, *, device: str = "cpu", train_missing: bool = False
+) -> Iterator[dict]:
+    """Run the studies of `plan` into the folder `out`, yielding each mechanism's record as it
+    finishes. Every world and mechanism is built first, so a bad name or a missing checkpoint
+    fails before any work; with `train_missing`, a study's learned cascade is first trained into
+    its checkpoint folder when that is empty (as `ega-sim run` does)."""
+    from ega_sim.equilibrium.study import run_study
+    from ega_sim.mechanisms.registry import learns, make_mechanism
+    from ega_sim.world.build import make_world
+
+    worlds = {study.scenario: make_world(study.scenario, device) for study in plan}
+    if train_missing:
+        for study in plan:
+            train_missing_checkpoint(worlds[study.scenario], study, sys.stderr)
+    built = [
+        (study, world, make_mechanism(name, world, checkpoint=checkpoint))
+        for study in plan
+        for world in (worlds[study.scenario],)
+        for name in study.mechanisms
+        for checkpoint in (study.checkpoint if learns(name, world) else None,)
+    ]
+    for study, world, mechanism in built:
+        yield run_study(world, mechanism, study.settings, out, progress=True)
 
 
 def train_missing_checkpoint(world, study: PlannedStudy, log) -> None:

@@ -33,18 +33,17 @@ stream (seed, "equilibrium", "step", t), so a resumed run draws what an uninterr
 from __future__ import annotations
 
 import io
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ega_sim.atomic import write_bytes_atomic
 from ega_sim.equilibrium.certificate import best_response, check_exact_certificate, interim_table
 from ega_sim.equilibrium.strategies import STRATEGY_KINDS, PiecewiseLinearBid
 from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.progress import Progress, Stage
 from ega_sim.seeding import make_generator
 
 LEARNING_METHODS = ("npga", "best_response")
@@ -245,35 +244,20 @@ class EquilibriumLearner:
         *,
         state_path: Path | None = None,
         save_every: int = 50,
-        progress: bool = False,
-        log_every: int = 50,
+        progress: Progress = False,
         label: str = "equilibrium",
     ) -> None:
         """Step until `config.steps`, saving the state every `save_every` steps and at the end;
-        a progress bar on a terminal, a line every `log_every` steps off one."""
+        progress as `ega_sim.progress` shows it (a bar on a terminal, paced lines off one)."""
         remaining = self.config.steps - self.step_index
-        bar = tqdm(
-            total=self.config.steps,
-            initial=self.step_index,
-            desc=label,
-            unit="step",
-            disable=not progress,
-        )
-        for _ in range(max(remaining, 0)):
-            started = time.perf_counter()
-            record = self.step()
-            self.seconds += time.perf_counter() - started
-            bar.update(1)
-            if not progress and log_every and self.step_index % log_every == 0:
-                utility = ", ".join(f"{u:.4g}" for u in record["utility"])
-                print(
-                    f"{label}: step {self.step_index}/{self.config.steps}, utility {utility}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            if state_path is not None and save_every and self.step_index % save_every == 0:
-                self.save(state_path)
-        bar.close()
+        with Stage(label, self.config.steps, progress=progress, initial=self.step_index) as stage:
+            for _ in range(max(remaining, 0)):
+                started = time.perf_counter()
+                record = self.step()
+                self.seconds += time.perf_counter() - started
+                stage.update(1, utility=", ".join(f"{u:.4g}" for u in record["utility"]))
+                if state_path is not None and save_every and self.step_index % save_every == 0:
+                    self.save(state_path)
         if state_path is not None:
             self.save(state_path)
 

@@ -24,6 +24,7 @@ from ega_sim.equilibrium.learner import EquilibriumLearner, LearnerConfig
 from ega_sim.equilibrium.strategies import make_bid_function
 from ega_sim.equilibrium.theory import known_equilibrium_bid
 from ega_sim.metrics.outcomes import measure_outcome
+from ega_sim.progress import Progress
 from ega_sim.provenance import provenance
 from ega_sim.report_table import _finite_or_null
 from ega_sim.seeding import make_generator
@@ -55,7 +56,7 @@ def study_folder(out: Path, scenario: str, mechanism: str) -> Path:
 
 
 def run_study(
-    world, mechanism, settings: StudySettings, out: Path, *, progress: bool = False
+    world, mechanism, settings: StudySettings, out: Path, *, progress: Progress = False
 ) -> dict:
     """The result record of one (scenario, mechanism) study (module docstring)."""
     scenario = world.config
