@@ -1,5 +1,7 @@
 """The equilibrium figure: each scenario's learned bid functions against value, one line per
-mechanism, with the closed-form equilibrium dashed where theory gives one."""
+mechanism, with the closed-form equilibrium dashed where theory gives one. Mechanisms whose
+bid functions coincide (VCG and Myerson's threshold both learn truthful bidding) are drawn in
+decreasing widths, the first widest, so that each stays visible."""
 
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ def bid_function_figure(records: list[dict]) -> bytes:
     scenarios = list(dict.fromkeys(record["scenario"] for record in records))
     mechanisms = list(dict.fromkeys(record["mechanism"] for record in records))
     colors = dict(zip(mechanisms, palette(len(mechanisms)), strict=True))
+    widths = {m: max(3.4 - 0.8 * index, 1.0) for index, m in enumerate(mechanisms)}
     with figure_style():
         figure, axes = panel_figure(len(scenarios), 3.2, 2.8)
         for axis, scenario in zip(axes.ravel(), scenarios, strict=False):
             for record in (r for r in records if r["scenario"] == scenario):
                 curve, color = record["bid_function"], colors[record["mechanism"]]
                 for bids in curve["bids"]:
-                    axis.plot(curve["values"], bids, color=color, linewidth=1.4)
+                    axis.plot(
+                        curve["values"], bids, color=color, linewidth=widths[record["mechanism"]]
+                    )
                 if curve["theory"] is not None:
                     axis.plot(
                         curve["values"],
@@ -41,9 +46,20 @@ def bid_function_figure(records: list[dict]) -> bytes:
             axis.set_xlabel("value per click")
             axis.set_ylabel("bid per click")
         hide_unused(axes, len(scenarios))
-        handles = [plt.Line2D([], [], color=colors[m], label=m) for m in mechanisms]
+        handles = [
+            plt.Line2D([], [], color=colors[m], linewidth=widths[m], label=m) for m in mechanisms
+        ]
         handles.append(plt.Line2D([], [], color="black", linestyle="--", label="theory"))
         handles.append(plt.Line2D([], [], color="grey", linestyle=":", label="truthful"))
         bottom_legend(figure, handles)
-        figure.tight_layout(rect=(0, 0.08, 1, 1))
+        figure.text(
+            0.5,
+            0.995,
+            "Lines that coincide are drawn in decreasing widths. Below a reserve every losing "
+            "bid is a best response, so bids there are not pinned down.",
+            ha="center",
+            va="top",
+            fontsize=8,
+        )
+        figure.tight_layout(rect=(0, 0.08, 1, 0.97))
         return to_png(figure)
