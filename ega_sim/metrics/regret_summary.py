@@ -58,7 +58,15 @@ def regret_series(
     searched = searched_bidders(spec, mechanism, outcome, bids.shape[1])
     extra = {} if context is None else {"context": context}
     search = misreport_utility(
-        spec, mechanism, world, requests, bids, searched=searched, with_model=True, **extra
+        spec,
+        mechanism,
+        world,
+        requests,
+        bids,
+        searched=searched,
+        with_model=True,
+        outcome=outcome,
+        **extra,
     )
     deviation, deviation_model = search.utility, search.utility_model
     regret = (deviation.amax(dim=2) - utility).clamp(min=0.0)  # [B, N], NaN: not searched
