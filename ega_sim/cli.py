@@ -329,8 +329,10 @@ def _misreport(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     """measure auctions per second of the batched mechanisms
 
-    One line per measurement. Suites: position (auctions/s of rank mechanisms, with and without
-    exact regret), feed (requests/s of evaluate for the learned cascade/gsp on feed_small), logs
+    One line per measurement. Suites: position (auctions/s of rank mechanisms at K = 1 and
+    --slots, with and without exact regret, beside a minimal batched NumPy program of the same
+    auction and of evaluate, measured in the same run, with their ratio; the rank path is
+    torch's stable sort with prices from the top K + 1 ranks), feed (requests/s of evaluate for the learned cascade/gsp on feed_small), logs
     (simulate-logs on feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet
     (cascade/paynet's inference and training), envs (AdAuction-v0 steps/s); default: position
     and feed; all: adds logs.
