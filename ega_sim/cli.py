@@ -332,10 +332,10 @@ def _bench(args: argparse.Namespace) -> int:
     One line per measurement. Suites: position (auctions/s of rank mechanisms at K = 1 and
     --slots, with and without exact regret, beside a minimal batched NumPy program of the same
     auction and of evaluate, measured in the same run, with their ratio; the rank path is
-    torch's stable sort with prices from the top K + 1 ranks), feed (requests/s of evaluate for the learned cascade/gsp on feed_small), logs
-    (simulate-logs on feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet
-    (cascade/paynet's inference and training), envs (AdAuction-v0 steps/s); default: position
-    and feed; all: adds logs.
+    torch's stable sort with prices from the top K + 1 ranks), feed (requests/s of evaluate
+    for the learned cascade/gsp on feed_small), logs (simulate-logs on feed_medium: time, peak
+    memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's inference and
+    training), envs (AdAuction-v0 steps/s); default: position and feed; all: adds logs.
 
     examples:
       ega-sim bench                          # position auctions and feed_small, 1 thread
