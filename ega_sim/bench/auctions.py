@@ -181,6 +181,42 @@ def _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, thre
     _compare(printer, "numpy evaluate (no regret)", world, requests, baseline, seconds, threads)
 
 
+MEMORY_REQUESTS = (100_000, 1_000_000, 4_000_000)
+
+
+def run_memory_bench(printer: Printer, *, n_bidders=10, n_slots=4) -> None:
+    """Peak memory and wall time of `ega-sim evaluate --mechanism cascade/gsp --misreport
+    exact` on the position bench auction in a fresh process, at 1e5, 1e6 and 4e6 requests:
+    flat in --requests once evaluate streams (issue 18), up to the draws it keeps."""
+    slot_ctr = ", ".join(repr(1.0 - k / n_slots) for k in range(n_slots))
+    scenario = (
+        f'name = "bench_n{n_bidders}_k{n_slots}"\nkind = "position_auction"\n'
+        f"n_bidders = {n_bidders}\nslot_ctr = [{slot_ctr}]\n"
+        '[values]\ndist = "uniform"\nlow = 0.0\nhigh = 1.0\n'
+        '[quality]\ndist = "uniform"\nlow = 0.5\nhigh = 1.0\n'
+    )
+    threads = torch_threads()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = f"{scratch}/bench.toml"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(scenario)
+        for requests in MEMORY_REQUESTS:
+            argv = ["evaluate", "--scenario", path, "--mechanism", "cascade/gsp"]
+            argv += ["--misreport", "exact", "--requests", str(requests)]
+            seconds, peak_mib = fresh_process(argv, threads)
+            record = {
+                "benchmark": "evaluate memory",
+                "mechanism": "cascade/gsp",
+                "scenario": f"bench_n{n_bidders}_k{n_slots}",
+                "requests": requests,
+                "seconds": seconds,
+                "peak_memory_mib": peak_mib,
+                "threads": threads,
+            }
+            what = f"cascade/gsp n={n_bidders} K={n_slots}"
+            printer.memory(record, "evaluate, exact regret", what, requests, "requests")
+
+
 def run_paynet_bench(
     printer: Printer,
     *,
