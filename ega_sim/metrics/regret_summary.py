@@ -187,9 +187,12 @@ class RegretAccumulator:
             if spec.bidders != "default"
             else getattr(mechanism, "regret_bidders", "all")
         )
-        positive = utility[searched & (utility > 0)]
+        positive = searched & (utility > 0)  # [R, N]; masked sums, no copies of the pairs
+        count = int(positive.sum())
+        mean_positive = float(torch.where(positive, utility, 0.0).sum()) / count if count else 0
+        del positive
         sums = {name: self.sums[name] for name in ("regret_mean", "psi")}
-        sums["psi_per_ad"] = _per_ad_sums(regret, utility, searched, positive)
+        sums["psi_per_ad"] = _per_ad_sums(regret, utility, searched, count, mean_positive)
         for name in ("regret_mean_model", "psi_model"):
             sums[name] = self.sums[name]
         # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
@@ -200,13 +203,18 @@ class RegretAccumulator:
             sums["non_monotone_rate"] = self.sums["non_monotone_rate"]
             figures["non_monotone_rate"] = sums["non_monotone_rate"].ratio  # NaN: none seen
         any_searched = bool(searched.any())
-        figures["regret_max"] = float(regret[searched].max()) if any_searched else math.nan
+        everyone = bool(searched.all())  # then the searched pairs are the buffers, flattened
+        if everyone:
+            regret, utility = regret.flatten(), utility.flatten()
+        else:
+            regret, utility = regret[searched], utility[searched]
+        figures["regret_max"] = float(regret.max()) if any_searched else math.nan
         curve = tuple(point.ratio for point in self.curve)
         curve_se = tuple(point.standard_error() for point in self.curve)
-        sample = _regret_sample(regret[searched], utility[searched], seed)
+        sample = _regret_sample(regret, utility, seed)
         return RegretSummary(
             bidders=bidders,
-            pairs=int(searched.sum()),
+            pairs=int(regret.numel()),
             figures=figures,
             intervals={name: figure_interval(name, part) for name, part in sums.items()},
             sums=sums,
@@ -217,14 +225,15 @@ class RegretAccumulator:
         )
 
 
-def _per_ad_sums(regret, utility, searched, positive) -> RatioSums:
+def _per_ad_sums(regret, utility, searched, count: int, mean_positive: float) -> RatioSums:
     """The paper's per-ad psi over ads whose utility is not tiny (>= TINY_UTILITY_SHARE of
-    the mean positive utility): per request, the sum of regret / utility and the count."""
+    the mean positive utility, over `count` searched pairs): per request, the sum of
+    regret / utility and the count."""
     rows = regret.shape[0]
-    if not positive.numel():
+    if not count:
         zero = regret.new_zeros(rows)
         return ratio_sums(zero, zero)
-    tiny = TINY_UTILITY_SHARE * float(positive.mean())
+    tiny = TINY_UTILITY_SHARE * mean_positive
     total = RatioSums()
     for start in range(0, rows, PAIR_ROWS):  # slices: no [R, N] temporaries
         part = slice(start, start + PAIR_ROWS)
