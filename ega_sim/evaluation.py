@@ -3,7 +3,11 @@
 `evaluate` draws the requests from the run's seed, runs the mechanism on truthful bids in
 chunks, measures outcomes under the ground-truth click model, measures each bidder's ex-post
 regret (re-running the mechanism on misreports), and returns per-request means with standard
-errors as an `EvaluationResult`. Feed markets add image clicks, feed CTR, GMV and the regret
+errors as an `EvaluationResult`. Chunks are summed as they are measured (running moments and
+ratio sums, no per-request series kept); what still grows with the requests is the draws
+(kept up front so the numbers do not depend on the chunk size) and, with regret, two float64
+[R, N] pair buffers (regret and truthful utility) that the per-ad psi and the regret sample
+read at the end. Feed markets add image clicks, feed CTR, GMV and the regret
 the mechanism's own CTR model sees.
 """
 
