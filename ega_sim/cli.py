@@ -448,15 +448,19 @@ def _run_equilibrium(plan, out, device: str, train_missing: bool, json_lines: bo
 def _bench(args: argparse.Namespace) -> int:
     """measure auctions per second of the batched mechanisms
 
-    One line per measurement. Suites: position (auctions/s of rank mechanisms, with and without
-    exact regret), feed (requests/s of evaluate for the learned cascade/gsp on feed_small), logs
-    (simulate-logs on feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet
-    (cascade/paynet's inference and training), envs (AdAuction-v0 steps/s); default: position
-    and feed; all: adds logs.
+    One line per measurement. Suites: position (auctions/s of rank mechanisms at K = 1 and
+    --slots, with and without exact regret, beside a minimal batched NumPy program of the same
+    auction and of evaluate, measured in the same run, with their ratio; the rank path is
+    torch's stable sort with prices from the top K + 1 ranks), memory (peak memory of evaluate
+    with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed (requests/s of evaluate
+    for the learned cascade/gsp on feed_small), logs (simulate-logs on feed_medium: time, peak
+    memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's inference and
+    training), envs (AdAuction-v0 steps/s); default: position and feed; all: adds logs.
 
     examples:
       ega-sim bench                          # position auctions and feed_small, 1 thread
       ega-sim bench --suite position --requests 1000000 --threads 2
+      ega-sim bench --suite memory            # evaluate's peak memory at 1e5 .. 4e6 requests
       ega-sim bench --suite feed --checkpoint runs/feed_small_cascade
       ega-sim bench --suite ega --threads 2 --checkpoint runs/feed_small_ega
       ega-sim bench --suite ega --device cuda   # on a GPU: scripts/gpu_check.sh runs it

@@ -3,7 +3,11 @@
 `evaluate` draws the requests from the run's seed, runs the mechanism on truthful bids in
 chunks, measures outcomes under the ground-truth click model, measures each bidder's ex-post
 regret (re-running the mechanism on misreports), and returns per-request means with standard
-errors as an `EvaluationResult`. Feed markets add image clicks, feed CTR, GMV and the regret
+errors as an `EvaluationResult`. Chunks are summed as they are measured (running moments and
+ratio sums, no per-request series kept); what still grows with the requests is the draws
+(kept up front so the numbers do not depend on the chunk size) and, with regret, two float64
+[R, N] pair buffers (regret and truthful utility) that the per-ad psi and the regret sample
+read at the end. Feed markets add image clicks, feed CTR, GMV and the regret
 the mechanism's own CTR model sees.
 """
 
@@ -25,9 +29,9 @@ from ega_sim.metrics.outcomes import measure_outcome
 from ega_sim.metrics.regret import MisreportSpec
 from ega_sim.metrics.regret_summary import (
     RATIO_FIGURES,
+    RegretAccumulator,
     RegretSummary,
     regret_series,
-    summarize_regret,
 )
 from ega_sim.progress import Progress, track
 from ega_sim.provenance import provenance
@@ -40,6 +44,22 @@ from ega_sim.world.market_world import FeedMarketWorld
 # n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
 CPU_CHUNK = 4_096
 CUDA_CHUNK = 65_536
+
+
+# The per-request series of `_measure_chunk` summed into RunningMoments; the rest are regret's.
+PER_REQUEST = (
+    "revenue",
+    "welfare",
+    "utility",
+    "clicks",
+    "ads",
+    "ir",
+    "img_clicks",
+    "feed_clicks",
+    "gmv",
+    "model_clicks",
+    "model_revenue",
+)
 
 
 def default_chunk_size(device: torch.device) -> int:
@@ -122,11 +142,41 @@ class EvaluationDetails:
     ratio_sums: dict  # figure -> RatioSums of its per-request sums, to pool runs
 
 
-def _mean_and_se(per_request: torch.Tensor) -> tuple[float, float]:
-    n = per_request.numel()
-    mean = float(per_request.mean())
-    se = float(per_request.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.nan
-    return mean, se
+@dataclass
+class RunningMoments:
+    """n, sum and sum of squared deviations (float64) of a per-request series, added chunk by
+    chunk: its mean and standard error without keeping the series (streaming evaluate, issue
+    18). Each chunk's squared deviations are summed about its own mean and chunks are pooled by
+    Chan, Golub and LeVeque's update (1979), so a constant series keeps a standard error of 0
+    (a plain sum of squares would leave ~1e-10 of cancellation noise)."""
+
+    n: int = 0
+    total: float = 0.0
+    deviations: float = 0.0  # sum of (x - mean)^2
+
+    def add(self, per_request: torch.Tensor) -> None:
+        x = per_request.double()
+        size = x.numel()
+        if size == 0:
+            return
+        chunk_mean = float(x.mean())
+        chunk_deviations = float(((x - chunk_mean) ** 2).sum())
+        if self.n:
+            delta = chunk_mean - self.mean
+            chunk_deviations += delta * delta * self.n * size / (self.n + size)
+        self.n += size
+        self.total += float(x.sum())
+        self.deviations += chunk_deviations
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+    def mean_and_se(self) -> tuple[float, float]:
+        """The mean and its standard error (sample variance over n - 1; NaN below 2)."""
+        if self.n < 2:
+            return self.mean, math.nan
+        return self.mean, math.sqrt(self.deviations / (self.n - 1) / self.n)
 
 
 def _measure_chunk(
@@ -218,26 +268,32 @@ def evaluate_detailed(
     with_regret = spec.method != "none"
     # Chunks end where the regret requests end, so a chunk is measured with or without regret.
     bounds = sorted({*range(0, requests, chunk_size), regret_requests, requests})
-    parts: dict[str, list[torch.Tensor]] = {}
+    # Running sums, not per-request series: memory does not grow with the chunks measured.
+    moments: dict[str, RunningMoments] = {}
+    regrets = RegretAccumulator(regret_requests)
     chunks = list(itertools.pairwise(bounds))
     for start, stop in track(chunks, mechanism.name, progress=progress, unit="chunk"):
         batch = all_requests.slice(start, stop)
         regret_here = with_regret and start < regret_requests
-        for key, value in _measure_chunk(spec, mechanism, world, batch, regret_here).items():
-            parts.setdefault(key, []).append(value)
-    joined = {k: torch.cat(v).cpu() for k, v in parts.items()}
+        series = _measure_chunk(spec, mechanism, world, batch, regret_here)
+        for key in PER_REQUEST:
+            moments.setdefault(key, RunningMoments()).add(series.pop(key))
+        if regret_here:
+            regrets.add(series)
+    del all_requests, batch, series  # slices of the draws: let them go before the summary
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
 
-    revenue, revenue_se = _mean_and_se(joined["revenue"])
-    welfare, welfare_se = _mean_and_se(joined["welfare"])
-    utility, utility_se = _mean_and_se(joined["utility"])
-    clicks, clicks_se = _mean_and_se(joined["clicks"])
-    ads = float(joined["ads"].sum())
+    revenue, revenue_se = moments["revenue"].mean_and_se()
+    welfare, welfare_se = moments["welfare"].mean_and_se()
+    utility, utility_se = moments["utility"].mean_and_se()
+    clicks, clicks_se = moments["clicks"].mean_and_se()
+    total = {key: part.total for key, part in moments.items()}
+    ads = total["ads"]
     # A feed list fills every slot; a position auction shows only its ads.
     shown_items = requests * scenario.n_slots if isinstance(scenario, FeedMarketConfig) else ads
-    summary = summarize_regret(joined, spec, mechanism, seed) if with_regret else RegretSummary()
+    summary = regrets.summary(spec, mechanism, seed) if with_regret else RegretSummary()
     figures = {name: summary.figures.get(name, math.nan) for name in (*RATIO_FIGURES, "regret_max")}
     intervals = {
         f"{name}_interval": summary.intervals.get(name, (math.nan, math.nan))
@@ -262,18 +318,18 @@ def evaluate_detailed(
         clicks_per_request_se=clicks_se,
         ads_per_request=ads / requests,
         ad_load=defined_ratio(ads, shown_items),
-        ctr_poi=defined_ratio(float(joined["clicks"].sum()), ads),
-        ctr_img=defined_ratio(float(joined["img_clicks"].sum()), ads),
-        feed_ctr_poi=defined_ratio(float(joined["feed_clicks"].sum()), shown_items),
-        gmv_per_request=float(joined["gmv"].mean()),
+        ctr_poi=defined_ratio(total["clicks"], ads),
+        ctr_img=defined_ratio(total["img_clicks"], ads),
+        feed_ctr_poi=defined_ratio(total["feed_clicks"], shown_items),
+        gmv_per_request=moments["gmv"].mean,
         regret_bidders=summary.bidders,
         regret_pairs=summary.pairs,
         regret_mean_se=summary.figures.get("regret_mean_se", math.nan),
         **figures,
         **intervals,
-        ir_violation_rate=defined_ratio(float(joined["ir"].sum()), ads),
-        ctr_poi_model=defined_ratio(float(joined["model_clicks"].sum()), ads),
-        rpm_model=1000.0 * float(joined["model_revenue"].mean()),
+        ir_violation_rate=defined_ratio(total["ir"], ads),
+        ctr_poi_model=defined_ratio(total["model_clicks"], ads),
+        rpm_model=1000.0 * moments["model_revenue"].mean,
         seconds=seconds,
         threads=torch.get_num_threads(),
         **provenance(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,36 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
             seen.add(module)
             todo.extend(graph.get(module, ()))
     return seen
+
+
+HEAVY = ("pandas", "scipy", "matplotlib", "seaborn", "torch._dynamo")
+_PROBE = f"""
+import sys
+def loaded():
+    print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or '-')
+import ega_sim.cli
+loaded()
+import ega_sim
+ega_sim.evaluate('cascade/vcg', 'textbook', requests=200)
+loaded()
+import ega_sim.report.stats
+loaded()
+"""
+
+
+def test_the_cli_and_a_short_evaluate_import_no_heavy_library():
+    """`import ega_sim.cli`, then a small evaluate of a uniform-value scenario, in a fresh
+    interpreter load none of pandas, scipy, matplotlib, seaborn, torch._dynamo (lazy imports:
+    issue 18); importing the report's statistics then does load pandas (the probe sees it)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
+    after_cli, after_evaluate, after_report = done.stdout.split("\n")[:3]
+    assert after_cli == "-"
+    assert after_evaluate == "-"
+    assert "pandas" in after_report.split()

@@ -1,20 +1,20 @@
 """`ega-sim bench`: throughput of the batched mechanisms, printed as figures (not a test).
 
 Each suite measures, prints one line (or one JSON record) per measurement and returns nothing;
-the Printer keeps the records. Suites: auctions.py (position, paynet), feed.py (feed, logs),
+the Printer keeps the records. Suites: auctions.py (position, memory, paynet), feed.py (feed, logs),
 generative.py (ega), envs.py (envs).
 """
 
 from __future__ import annotations
 
-SUITES = ("position", "feed", "logs", "ega", "paynet", "envs")
+SUITES = ("position", "memory", "feed", "logs", "ega", "paynet", "envs")
 
 
 def run_suites(args) -> list[dict]:
     """The suites `ega-sim bench` asks for (its parsed arguments), with `args.threads` torch
     threads (restored afterwards); returns every record printed. The suites call the library
     with threads=None: the count set here."""
-    from ega_sim.bench.auctions import run_paynet_bench, run_position_bench
+    from ega_sim.bench.auctions import run_memory_bench, run_paynet_bench, run_position_bench
     from ega_sim.bench.common import Printer
     from ega_sim.bench.envs import run_envs_bench
     from ega_sim.bench.feed import run_feed_bench, run_logs_bench
@@ -35,6 +35,7 @@ def run_suites(args) -> list[dict]:
         "position": lambda: run_position_bench(
             printer, repeats=args.repeats, device=args.device, **position
         ),
+        "memory": lambda: run_memory_bench(printer, n_bidders=args.bidders, n_slots=args.slots),
         "feed": lambda: run_feed_bench(
             printer, requests=args.feed_requests, checkpoint=args.checkpoint, device=args.device
         ),

@@ -48,7 +48,9 @@ def _run_chunks(mechanism, world, chunks, with_regret: bool) -> None:
         if with_regret:
             clicks = world.expected_clicks(chunk, outcome.allocation)
             utility = measure_outcome(chunk, bids, outcome, clicks).utility
-            ex_post_regret(MisreportSpec("exact"), mechanism, world, chunk, bids, utility)
+            ex_post_regret(
+                MisreportSpec("exact"), mechanism, world, chunk, bids, utility, outcome=outcome
+            )
 
 
 def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads, prefix=""):
@@ -79,16 +81,140 @@ def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, thread
 def run_position_bench(
     printer: Printer, *, requests=100_000, n_bidders=10, n_slots=4, repeats=5, device="cpu"
 ) -> None:
-    """cascade/gsp without regret; cascade/gsp, cascade/vcg and myerson/threshold with."""
+    """At K = 1 and K = `n_slots`: cascade/gsp without regret beside a minimal batched NumPy
+    program of the same auction (bench/numpy_baseline.py) and their ratio; cascade/gsp with
+    exact regret (and at K = `n_slots` cascade/vcg and myerson/threshold); then `evaluate`
+    without regret beside a NumPy program doing the same draws, auction and metrics."""
     from ega_sim.mechanisms.registry import make_mechanism
 
-    world = _bench_world(n_bidders, n_slots, device)
-    chunks = _chunks(world, requests)
     threads = torch_threads()
-    mechanisms = [(make_mechanism("cascade/gsp", world), [("no regret", False)])]
-    for name in ("cascade/gsp", "cascade/vcg", "myerson/threshold"):
-        mechanisms.append((make_mechanism(name, world), [("exact regret", True)]))
-    _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
+    for slots in sorted({1, n_slots}):
+        world = _bench_world(n_bidders, slots, device)
+        chunks = _chunks(world, requests)
+        gsp = make_mechanism("cascade/gsp", world)
+        _auction_rates(
+            printer, [(gsp, [("no regret", False)])], world, chunks, requests, repeats, threads
+        )
+        ours = printer.records[-1]["seconds"]
+        baseline = _numpy_auction_seconds(chunks, slots, repeats)
+        _compare(printer, "numpy baseline (no regret)", world, requests, baseline, ours, threads)
+        names = (
+            ("cascade/gsp",)
+            if slots != n_slots
+            else ("cascade/gsp", "cascade/vcg", "myerson/threshold")
+        )
+        mechanisms = [(make_mechanism(name, world), [("exact regret", True)]) for name in names]
+        _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
+    _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, threads, device)
+
+
+def _numpy_auction_seconds(chunks, n_slots: int, repeats: int) -> float:
+    """Best time of the NumPy GSP on the same chunks (as NumPy arrays, made outside)."""
+    from ega_sim.bench.numpy_baseline import numpy_gsp
+
+    arrays = [(c.value_per_click.cpu().numpy(), c.quality.cpu().numpy()) for c in chunks]
+
+    def work() -> None:
+        for values, quality in arrays:
+            numpy_gsp(values, quality, n_slots)
+
+    return best_seconds(work, repeats, None)
+
+
+def _compare(printer, label, world, count, baseline_seconds, ours_seconds, threads) -> None:
+    """A NumPy baseline's rate, and ega-sim's rate over it."""
+    record = {
+        "benchmark": label,
+        "scenario": world.config.name,
+        "requests": count,
+        "threads": threads,
+        "device": "cpu",
+        "seconds": baseline_seconds,
+        "auctions_per_second": count / baseline_seconds,
+        "ega_sim_over_numpy": baseline_seconds / ours_seconds,
+    }
+    config = world.config
+    what = f"numpy gsp n={config.n_bidders} K={config.n_slots}"
+    printer.rate(record, label, what, count, "auctions", baseline_seconds)
+    ratio = baseline_seconds / ours_seconds
+    printer.emit(
+        dict(record, benchmark=f"{label}: ratio"), f"{'':<34} ega-sim / numpy = {ratio:.2f}x"
+    )
+
+
+def _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, threads, device):
+    """`evaluate` (draws, mechanism, metrics; no regret) beside the NumPy program doing the
+    same; both draw their own requests, chunk by chunk."""
+    import numpy as np
+
+    from ega_sim.bench.numpy_baseline import numpy_evaluate
+    from ega_sim.evaluation import CPU_CHUNK, evaluate
+
+    world = _bench_world(n_bidders, n_slots, device)
+    seconds = best_seconds(
+        lambda: evaluate("cascade/gsp", world, requests=requests, misreport="none", threads=None),
+        repeats,
+        world.device,
+    )
+    record = {
+        "benchmark": "evaluate (no regret)",
+        "mechanism": "cascade/gsp",
+        "scenario": world.config.name,
+        "requests": requests,
+        "threads": threads,
+        "device": str(world.device),
+        "seconds": seconds,
+        "auctions_per_second": requests / seconds,
+    }
+    printer.rate(
+        record,
+        "evaluate (no regret)",
+        f"cascade/gsp n={n_bidders} K={n_slots}",
+        requests,
+        "requests",
+        seconds,
+    )
+    slot_ctr = np.array(world.config.slot_ctr)
+    baseline = best_seconds(
+        lambda: numpy_evaluate(requests, n_bidders, slot_ctr, CPU_CHUNK, 0), repeats, None
+    )
+    _compare(printer, "numpy evaluate (no regret)", world, requests, baseline, seconds, threads)
+
+
+MEMORY_REQUESTS = (100_000, 1_000_000, 4_000_000)
+
+
+def run_memory_bench(printer: Printer, *, n_bidders=10, n_slots=4) -> None:
+    """Peak memory and wall time of `ega-sim evaluate --mechanism cascade/gsp --misreport
+    exact` on the position bench auction in a fresh process, at 1e5, 1e6 and 4e6 requests:
+    flat in --requests once evaluate streams (issue 18), up to the draws it keeps."""
+    slot_ctr = ", ".join(repr(1.0 - k / n_slots) for k in range(n_slots))
+    scenario = (
+        f'name = "bench_n{n_bidders}_k{n_slots}"\nkind = "position_auction"\n'
+        f"n_bidders = {n_bidders}\nslot_ctr = [{slot_ctr}]\n"
+        '[values]\ndist = "uniform"\nlow = 0.0\nhigh = 1.0\n'
+        '[quality]\ndist = "uniform"\nlow = 0.5\nhigh = 1.0\n'
+    )
+    threads = torch_threads()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = f"{scratch}/bench.toml"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(scenario)
+        for requests in MEMORY_REQUESTS:
+            argv = ["evaluate", "--scenario", path, "--mechanism", "cascade/gsp"]
+            argv += ["--misreport", "exact", "--requests", str(requests)]
+            seconds, peak_mib = fresh_process(argv, threads)
+            record = {
+                "benchmark": "evaluate memory",
+                "mechanism": "cascade/gsp",
+                "scenario": f"bench_n{n_bidders}_k{n_slots}",
+                "requests": requests,
+                "seconds": seconds,
+                "peak_memory_mib": peak_mib,
+                "threads": threads,
+            }
+            what = f"cascade/gsp n={n_bidders} K={n_slots}"
+            printer.memory(record, "evaluate, exact regret", what, requests, "requests")
 
 
 def run_paynet_bench(

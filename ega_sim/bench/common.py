@@ -45,7 +45,7 @@ def best_seconds(work: Callable[[], None], repeats: int, device) -> float:
     for _ in range(repeats):
         started = time.perf_counter()
         work()
-        if device.type == "cuda":
+        if device is not None and device.type == "cuda":  # None: not torch (NumPy)
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - started)
     return best

@@ -1,14 +1,26 @@
 """Experiments: one file names scenarios, mechanisms, seeds and sweeps; `ega-sim run` turns it
-into cells, trains what they need once, runs them locally or on Ray, and writes a report."""
+into cells, trains what they need once, runs them locally or on Ray, and writes a report.
 
-from ega_sim.experiments.runner import RunSummary, run_experiment, write_outputs
-from ega_sim.experiments.spec import ExperimentSpec, load_experiment, quick_spec
+Its names load on first use (PEP 562): the CLI reads `ega_sim.experiments.executors` without
+paying for the runner's report, pandas and matplotlib."""
 
-__all__ = [
-    "ExperimentSpec",
-    "RunSummary",
-    "load_experiment",
-    "quick_spec",
-    "run_experiment",
-    "write_outputs",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ExperimentSpec": "ega_sim.experiments.spec",
+    "RunSummary": "ega_sim.experiments.runner",
+    "load_experiment": "ega_sim.experiments.spec",
+    "quick_spec": "ega_sim.experiments.spec",
+    "run_experiment": "ega_sim.experiments.runner",
+    "write_outputs": "ega_sim.experiments.runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ega_sim.experiments' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ega_sim.mechanisms.base import Outcome
+from ega_sim.mechanisms.base import Allocation, Outcome
 from ega_sim.mechanisms.rank import BidderView, RankByScoreAllocator
+from ega_sim.mechanisms.rank_prices import winner_prices
 from ega_sim.world.position_auction import AuctionRequests
 from ega_sim.world.tensor_checks import check_nonnegative
 
@@ -52,9 +53,25 @@ class RankMechanism:
         return f"Mechanism({self.name!r})"
 
     def run(self, requests: AuctionRequests, bids: torch.Tensor) -> Outcome:
-        """Allocate and price a batch: bids [B, N] -> Outcome with [B, K] tensors."""
+        """Allocate and price a batch: bids [B, N] -> Outcome with [B, K] tensors.
+
+        gsp, vcg, threshold and first price read the winners' prices off the top K + 1 ranks
+        (mechanisms/rank_prices.py); other rules (paynet) price from each winner's view."""
         check_bids(bids, requests)
         allocation = self.allocator.allocate(requests, bids)
+        if getattr(self.payment_rule, "from_ranking", False):
+            rule = self.payment_rule.name
+            price = winner_prices(self.allocator, rule, requests, bids, allocation)
+            return Outcome(allocation, price)
+        return self._priced_by_views(requests, bids, allocation)
+
+    def reference_run(self, requests: AuctionRequests, bids: torch.Tensor) -> Outcome:
+        """`run` with every price read off the winner's `BidderView`: the reference that
+        tests hold the ranking-based prices equal to."""
+        check_bids(bids, requests)
+        return self._priced_by_views(requests, bids, self.allocator.allocate(requests, bids))
+
+    def _priced_by_views(self, requests, bids, allocation) -> Outcome:
         shown = allocation.slot_bidder >= 0  # [B, K]
         bidder = allocation.slot_bidder.clamp(min=0)  # [B, K], rows of empty slots are masked
         slot = torch.arange(self.allocator.n_slots, device=bids.device).expand_as(bidder)
@@ -64,10 +81,15 @@ class RankMechanism:
         ).squeeze(2)
         return Outcome(allocation, torch.where(shown, price, 0.0))
 
-    def bidder_views(self, requests: AuctionRequests, bids: torch.Tensor) -> BidderView:
-        """Every bidder's thresholds and competitors [B, N, K], the others' bids fixed."""
+    def bidder_views(
+        self, requests: AuctionRequests, bids: torch.Tensor, allocation: Allocation | None = None
+    ) -> BidderView:
+        """Every bidder's thresholds and competitors [B, N, K], the others' bids fixed;
+        `allocation`: this allocator's allocation of `bids` when the caller has it (no
+        second ranking)."""
         check_bids(bids, requests)
-        allocation = self.allocator.allocate(requests, bids)
+        if allocation is None:
+            allocation = self.allocator.allocate(requests, bids)
         everyone = torch.arange(requests.n_bidders, device=bids.device).expand_as(bids)
         return self.allocator.bidder_view(requests, bids, allocation, everyone)
 

@@ -30,6 +30,7 @@ class GSP:
     """Generalized second price: pay the lowest bid that keeps your slot (s_(k+1) / q_k)."""
 
     name = "gsp"
+    from_ranking = True  # RankMechanism.run prices winners from the top K + 1 ranks
 
     def price_per_click(
         self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
@@ -45,6 +46,7 @@ class VCG:
     """
 
     name = "vcg"
+    from_ranking = True  # RankMechanism.run prices winners from the top K + 1 ranks
 
     def price_per_click(
         self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
@@ -62,6 +64,7 @@ class Threshold:
     """
 
     name = "threshold"
+    from_ranking = True  # RankMechanism.run prices winners from the top K + 1 ranks
 
     def price_per_click(
         self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor
@@ -74,6 +77,7 @@ class FirstPrice:
     """Pay your bid per click: a sanity baseline that bidders gain by shading."""
 
     name = "first"
+    from_ranking = True  # RankMechanism.run prices winners from the top K + 1 ranks
 
     def price_per_click(
         self, view: BidderView, slot: torch.Tensor, bid: torch.Tensor

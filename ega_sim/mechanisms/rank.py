@@ -24,8 +24,10 @@ from ega_sim.world.position_auction import AuctionRequests
 
 @dataclass(frozen=True)
 class RankAllocation(Allocation):
-    order: torch.Tensor  # [B, N] long, bidders by descending score (ties: lower index first)
+    # The first T = min(N, K + 1) ranks: all that any winner's price or any bidder's view reads.
+    order: torch.Tensor  # [B, T] long, bidders by descending score (ties: lower index first)
     score: torch.Tensor  # [B, N] q_i * g(b_i); -inf for bidders below a reserve
+    top_score: torch.Tensor  # [B, T] score of order's bidders (descending)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,21 @@ class RankByScoreAllocator:
         eligible = (bids >= self.reserve_per_click) & (score >= self.reserve_score)
         score = torch.where(eligible, score, -torch.inf)
         sorted_score, order = torch.sort(score, dim=1, descending=True, stable=True)  # [B, N]
+        return self.allocation_from_ranking(requests, bids, score, order, sorted_score)
+
+    def allocation_from_ranking(
+        self,
+        requests: AuctionRequests,
+        bids: torch.Tensor,
+        score: torch.Tensor,
+        order: torch.Tensor,
+        sorted_score: torch.Tensor,
+    ) -> RankAllocation:
+        """The allocation given the eligible scores [B, N] and at least the first
+        T = min(N, K + 1) ranks (`order`, `sorted_score`: [B, >= T], descending, stable)."""
         n_slots = self.n_slots
+        ranks = min(bids.shape[1], n_slots + 1)
+        order, sorted_score = order[:, :ranks], sorted_score[:, :ranks]
         top_order = order[:, :n_slots]
         top_score = sorted_score[:, :n_slots]
         if top_order.shape[1] < n_slots:  # fewer bidders than slots: pad with empty slots
@@ -108,7 +124,7 @@ class RankByScoreAllocator:
         slot_bidder = torch.where(top_score > -torch.inf, top_order, -1)  # [B, K]
         quality = requests.quality.gather(1, slot_bidder.clamp(min=0))
         slot_ctr_model = torch.where(slot_bidder >= 0, self._slot_ctr(bids) * quality, 0.0)
-        return RankAllocation(slot_bidder, slot_ctr_model, order, score)
+        return RankAllocation(slot_bidder, slot_ctr_model, order, score, sorted_score)
 
     def bidder_view(
         self,
@@ -123,17 +139,18 @@ class RankByScoreAllocator:
         `own_rank` [B, R] (their positions in `allocation.order`) is derived when not given.
         """
         batch, n_bidders = bids.shape
-        if own_rank is None:
-            rank_of = torch.empty_like(allocation.order)
-            positions = torch.arange(n_bidders, device=bids.device).expand_as(bids)
+        ranks = allocation.order.shape[1]  # T = min(N, K + 1)
+        if own_rank is None:  # bidders ranked below T: rank T (below every slot)
+            rank_of = allocation.order.new_full((batch, n_bidders), ranks)
+            positions = torch.arange(ranks, device=bids.device).expand_as(allocation.order)
             own_rank = rank_of.scatter_(1, allocation.order, positions).gather(1, bidder)
         # The other ranked j-th (0-based) sits at position j, or j + 1 once past the bidder;
-        # position N is a sentinel column: no bidder, score -inf, welfare 0.
+        # position T is a sentinel column: no bidder, score -inf, welfare 0.
         j = torch.arange(self.n_slots, device=bids.device)  # [K]
-        position = (j + (j >= own_rank.unsqueeze(2)).long()).clamp(max=n_bidders)  # [B, R, K]
+        position = (j + (j >= own_rank.unsqueeze(2)).long()).clamp(max=ranks)  # [B, R, K]
         flat_position = position.flatten(1)  # [B, R * K]; B may be 0
         sentinel = torch.full((batch, 1), n_bidders, dtype=torch.long, device=bids.device)
-        order = torch.cat([allocation.order, sentinel], dim=1)  # [B, N + 1]
+        order = torch.cat([allocation.order, sentinel], dim=1)  # [B, T + 1]
         competitor_flat = order.gather(1, flat_position)  # [B, R * K]
         eligible = allocation.score > -torch.inf
         score = torch.cat([allocation.score, allocation.score.new_full((batch, 1), -torch.inf)], 1)

@@ -11,7 +11,6 @@ import itertools
 
 import numpy as np
 import torch
-from scipy import special
 
 from ega_sim.world.distributions import ContinuousDistribution, LogNormal, Mixture, Uniform
 
@@ -123,6 +122,8 @@ def value_grid(values: LogNormal | Mixture, grid_points: int) -> np.ndarray:
     z = np.linspace(-6.0, 6.0, grid_points)
     if isinstance(values, LogNormal):
         return np.exp(values.mean + values.sigma * z)
+    from scipy import special  # lazy: short commands do not pay scipy's import
+
     levels = np.union1d(special.ndtr(z), np.linspace(0.0, 1.0, grid_points)[1:-1])
     bids = np.unique(values.quantile(levels))
     return bids[bids > 0.0]  # the knot at bid 0 stays free for the left end

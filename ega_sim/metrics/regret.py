@@ -136,6 +136,7 @@ def misreport_utility(
     searched: torch.Tensor | None = None,
     with_model: bool = False,
     misreports: torch.Tensor | None = None,
+    outcome=None,
 ) -> MisreportSearch:
     """The candidate misreports [B, N, C] and the utility each gives its bidder (NaN for bidders
     not `searched` [B, N], default all); with `with_model` also under the mechanism's own CTRs.
@@ -146,7 +147,8 @@ def misreport_utility(
     thresholds in one batched pass (`RankMechanism.unilateral`); a mechanism that prices from
     each bidder's own-bid response (`unilateral_utility`: generated lists priced by gsp or
     threshold) from one response per bidder; otherwise, or with `rerun=True`, the whole
-    mechanism is re-run on every misreport (metrics/rerun.py).
+    mechanism is re-run on every misreport (metrics/rerun.py). `outcome`: the mechanism's
+    outcome at `bids` when the caller has it, whose allocation the rank path reuses.
     """
     fast = (
         not rerun
@@ -155,7 +157,8 @@ def misreport_utility(
     )
     points = spec.interval_points if getattr(mechanism, "price_varies_within_slot", False) else 1
     if fast:
-        views = mechanism.bidder_views(requests, bids)
+        allocation = None if outcome is None else outcome.allocation
+        views = mechanism.bidder_views(requests, bids, allocation)
         if misreports is None:
             misreports = candidate_misreports(
                 spec, requests, views.threshold, interval_points=points
@@ -205,7 +208,11 @@ def ex_post_regret(
     *,
     rerun: bool = False,
     context=None,
+    outcome=None,
 ) -> torch.Tensor:
-    """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`."""
-    search = misreport_utility(spec, mechanism, world, requests, bids, rerun=rerun, context=context)
+    """Regret [B, N] of each bidder at the bid profile `bids`, whose utilities are `utility`
+    (`outcome`: the outcome at `bids`, reused where the search can)."""
+    search = misreport_utility(
+        spec, mechanism, world, requests, bids, rerun=rerun, context=context, outcome=outcome
+    )
     return (search.utility.amax(dim=2) - utility).clamp(min=0.0)

@@ -1,5 +1,6 @@
-"""From misreports to the regret figures of a run: per-request series of each chunk, then the
-figures with their 95% intervals over requests.
+"""From misreports to the regret figures of a run: per-request series of each chunk, added
+into running sums (RegretAccumulator), then the figures with their 95% intervals over
+requests.
 
 Which bidders are searched: every candidate (`all`), or, the paper's way for generated lists,
 the ads shown at truthful bids (`shown`, the default of the generative mechanisms, whose every
@@ -58,7 +59,15 @@ def regret_series(
     searched = searched_bidders(spec, mechanism, outcome, bids.shape[1])
     extra = {} if context is None else {"context": context}
     search = misreport_utility(
-        spec, mechanism, world, requests, bids, searched=searched, with_model=True, **extra
+        spec,
+        mechanism,
+        world,
+        requests,
+        bids,
+        searched=searched,
+        with_model=True,
+        outcome=outcome,
+        **extra,
     )
     deviation, deviation_model = search.utility, search.utility_model
     regret = (deviation.amax(dim=2) - utility).clamp(min=0.0)  # [B, N], NaN: not searched
@@ -121,54 +130,117 @@ class RegretSummary:
     utility_sample: tuple[float, ...] = ()
 
 
-def summarize_regret(
-    joined: dict[str, torch.Tensor], spec: MisreportSpec, mechanism, seed: int
-) -> RegretSummary:
-    """The figures of a run from its joined regret series (regret_series, concatenated)."""
-    regret, utility = joined["regret_pairs"], joined["utility_pairs"]
-    searched = ~torch.isnan(regret)
-    bidders = (
-        spec.bidders if spec.bidders != "default" else getattr(mechanism, "regret_bidders", "all")
-    )
-    positive = utility[searched & (utility > 0)]
-    per_ad_x = torch.zeros_like(joined["pairs"])
-    per_ad_y = torch.zeros_like(joined["pairs"])
-    if positive.numel():  # the paper's per-ad psi over ads whose utility is not tiny
-        kept = searched & (utility >= TINY_UTILITY_SHARE * float(positive.mean()))
-        per_ad_x = torch.where(kept, regret / utility, 0.0).sum(1)
-        per_ad_y = kept.to(per_ad_x.dtype).sum(1)
-    sums = {
-        "regret_mean": ratio_sums(joined["regret_sum"], joined["pairs"]),
-        "psi": ratio_sums(joined["regret_sum"], joined["utility_sum"]),
-        "psi_per_ad": ratio_sums(per_ad_x, per_ad_y),
-        "regret_mean_model": ratio_sums(joined["regret_model_sum"], joined["pairs"]),
-        "psi_model": ratio_sums(joined["regret_model_sum"], joined["utility_model_sum"]),
-    }
-    # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
-    # (first price, or no ad ever shown), the per-ad psi when no ad's utility counts
-    figures = {name: part.ratio for name, part in sums.items()}
-    figures["regret_mean_se"] = sums["regret_mean"].standard_error()
-    if "responses" in joined:  # share of the searched ads whose allocation is not monotone
-        sums["non_monotone_rate"] = ratio_sums(joined["non_monotone"], joined["responses"])
-        figures["non_monotone_rate"] = sums["non_monotone_rate"].ratio  # NaN: no response seen
-    figures["regret_max"] = float(regret[searched].max()) if bool(searched.any()) else math.nan
-    curve, curve_se = (), ()
-    if "curve_sum" in joined:
-        points = [ratio_sums(column, joined["pairs"]) for column in joined["curve_sum"].T]
-        curve = tuple(point.ratio for point in points)
-        curve_se = tuple(point.standard_error() for point in points)
-    sample = _regret_sample(regret[searched], utility[searched], seed)
-    return RegretSummary(
-        bidders=bidders,
-        pairs=int(searched.sum()),
-        figures=figures,
-        intervals={name: figure_interval(name, part) for name, part in sums.items()},
-        sums=sums,
-        curve=curve,
-        curve_se=curve_se,
-        regret_sample=sample[0],
-        utility_sample=sample[1],
-    )
+# figure -> (numerator, denominator) series of regret_series whose per-request sums it pools
+_STREAMED = {
+    "regret_mean": ("regret_sum", "pairs"),
+    "psi": ("regret_sum", "utility_sum"),
+    "regret_mean_model": ("regret_model_sum", "pairs"),
+    "psi_model": ("regret_model_sum", "utility_model_sum"),
+    "non_monotone_rate": ("non_monotone", "responses"),
+}
+PAIR_ROWS = 65_536  # requests per slice when the per-ad psi is summed at the end
+
+
+class RegretAccumulator:
+    """A run's regret series added chunk by chunk (`add`), kept as running RatioSums: memory
+    per request is the two [N] pair rows (regret, truthful utility) the per-ad psi and the
+    regret sample need, written into buffers made once for `requests` requests (no per-chunk
+    series kept, no concatenation). `summary` gives the figures."""
+
+    def __init__(self, requests: int):
+        self.requests = requests
+        self.filled = 0
+        self.sums: dict[str, RatioSums] = {}
+        self.curve: list[RatioSums] = []
+        self.regret: torch.Tensor | None = None  # [R, N], NaN: not searched
+        self.utility: torch.Tensor | None = None  # [R, N]
+
+    def add(self, series: dict[str, torch.Tensor]) -> None:
+        """One chunk's regret_series; chunks come in request order."""
+        for name, (x, y) in _STREAMED.items():
+            if x in series:
+                part = ratio_sums(series[x], series[y])
+                self.sums[name] = self.sums[name] + part if name in self.sums else part
+        if "curve_sum" in series:
+            columns = [ratio_sums(c, series["pairs"]) for c in series["curve_sum"].T]
+            self.curve = (
+                columns
+                if not self.curve
+                else [a + b for a, b in zip(self.curve, columns, strict=True)]
+            )
+        regret, utility = series["regret_pairs"], series["utility_pairs"]  # [B, N]
+        if self.regret is None:
+            shape = (self.requests, regret.shape[1])
+            self.regret = regret.new_empty(shape, device="cpu")
+            self.utility = utility.new_empty(shape, device="cpu")
+        stop = self.filled + regret.shape[0]
+        self.regret[self.filled : stop] = regret
+        self.utility[self.filled : stop] = utility
+        self.filled = stop
+
+    def summary(self, spec: MisreportSpec, mechanism, seed: int) -> RegretSummary:
+        """The run's figures (RegretSummary) from what was added."""
+        regret, utility = self.regret[: self.filled], self.utility[: self.filled]
+        searched = ~torch.isnan(regret)
+        bidders = (
+            spec.bidders
+            if spec.bidders != "default"
+            else getattr(mechanism, "regret_bidders", "all")
+        )
+        positive = searched & (utility > 0)  # [R, N]; masked sums, no copies of the pairs
+        count = int(positive.sum())
+        mean_positive = float(torch.where(positive, utility, 0.0).sum()) / count if count else 0
+        del positive
+        sums = {name: self.sums[name] for name in ("regret_mean", "psi")}
+        sums["psi_per_ad"] = _per_ad_sums(regret, utility, searched, count, mean_positive)
+        for name in ("regret_mean_model", "psi_model"):
+            sums[name] = self.sums[name]
+        # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
+        # (first price, or no ad ever shown), the per-ad psi when no ad's utility counts
+        figures = {name: part.ratio for name, part in sums.items()}
+        figures["regret_mean_se"] = sums["regret_mean"].standard_error()
+        if "non_monotone_rate" in self.sums:  # share of the searched ads not monotone
+            sums["non_monotone_rate"] = self.sums["non_monotone_rate"]
+            figures["non_monotone_rate"] = sums["non_monotone_rate"].ratio  # NaN: none seen
+        any_searched = bool(searched.any())
+        everyone = bool(searched.all())  # then the searched pairs are the buffers, flattened
+        if everyone:
+            regret, utility = regret.flatten(), utility.flatten()
+        else:
+            regret, utility = regret[searched], utility[searched]
+        figures["regret_max"] = float(regret.max()) if any_searched else math.nan
+        curve = tuple(point.ratio for point in self.curve)
+        curve_se = tuple(point.standard_error() for point in self.curve)
+        sample = _regret_sample(regret, utility, seed)
+        return RegretSummary(
+            bidders=bidders,
+            pairs=int(regret.numel()),
+            figures=figures,
+            intervals={name: figure_interval(name, part) for name, part in sums.items()},
+            sums=sums,
+            curve=curve,
+            curve_se=curve_se,
+            regret_sample=sample[0],
+            utility_sample=sample[1],
+        )
+
+
+def _per_ad_sums(regret, utility, searched, count: int, mean_positive: float) -> RatioSums:
+    """The paper's per-ad psi over ads whose utility is not tiny (>= TINY_UTILITY_SHARE of
+    the mean positive utility, over `count` searched pairs): per request, the sum of
+    regret / utility and the count."""
+    rows = regret.shape[0]
+    if not count:
+        zero = regret.new_zeros(rows)
+        return ratio_sums(zero, zero)
+    tiny = TINY_UTILITY_SHARE * mean_positive
+    total = RatioSums()
+    for start in range(0, rows, PAIR_ROWS):  # slices: no [R, N] temporaries
+        part = slice(start, start + PAIR_ROWS)
+        kept = searched[part] & (utility[part] >= tiny)
+        x = torch.where(kept, regret[part] / utility[part], 0.0).sum(1)
+        total = total + ratio_sums(x, kept.to(x.dtype).sum(1))
+    return total
 
 
 def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import special
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,8 @@ class LogNormal:
             return (np.log(np.asarray(v, float)) - self.mean) / self.sigma
 
     def cdf(self, v: np.ndarray) -> np.ndarray:
+        from scipy import special  # lazy: short commands do not pay scipy's import
+
         return special.ndtr(self._z(v))
 
     def pdf(self, v: np.ndarray) -> np.ndarray:
@@ -83,10 +84,14 @@ class LogNormal:
         return np.where(v > 0, density, 0.0)
 
     def quantile(self, q: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return np.exp(self.mean + self.sigma * special.ndtri(np.asarray(q, float)))
 
     def virtual_value(self, v: np.ndarray) -> np.ndarray:
         """phi(v) = v - (1 - F(v)) / f(v); the survival/density ratio is taken in log space."""
+        from scipy import special
+
         v = np.asarray(v, float)
         z = self._z(v)
         # (1 - F) / f = v * sigma * sqrt(2 pi) * exp(z^2 / 2) * Phi(-z), with log_ndtr for the tail.
