@@ -53,6 +53,20 @@ def _run_chunks(mechanism, world, chunks, with_regret: bool) -> None:
             )
 
 
+def _rate_record(benchmark: str, mechanism: str, world, requests: int, seconds: float, threads):
+    """The record of one timed rate: what ran, on what, how many, how fast."""
+    return {
+        "benchmark": benchmark,
+        "mechanism": mechanism,
+        "scenario": world.config.name,
+        "requests": requests,
+        "threads": threads,
+        "device": str(world.device),
+        "seconds": seconds,
+        "auctions_per_second": requests / seconds,
+    }
+
+
 def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads, prefix=""):
     """Auctions/s of each mechanism, alone and with exact regret."""
     for mechanism, modes in mechanisms:
@@ -62,17 +76,8 @@ def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, thread
                 repeats,
                 world.device,
             )
-            record = {
-                "benchmark": prefix + label,
-                "mechanism": mechanism.name,
-                "scenario": world.config.name,
-                "requests": requests,
-                "threads": threads,
-                "device": str(world.device),
-                "seconds": seconds,
-                "auctions_per_second": requests / seconds,
-                "microseconds_per_request": 1e6 * seconds / requests,
-            }
+            record = _rate_record(prefix + label, mechanism.name, world, requests, seconds, threads)
+            record["microseconds_per_request"] = 1e6 * seconds / requests
             config = world.config
             what = f"{mechanism.name} n={config.n_bidders} K={config.n_slots}"
             printer.rate(record, label, what, requests, "auctions", seconds)
@@ -156,16 +161,7 @@ def _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, thre
         repeats,
         world.device,
     )
-    record = {
-        "benchmark": "evaluate (no regret)",
-        "mechanism": "cascade/gsp",
-        "scenario": world.config.name,
-        "requests": requests,
-        "threads": threads,
-        "device": str(world.device),
-        "seconds": seconds,
-        "auctions_per_second": requests / seconds,
-    }
+    record = _rate_record("evaluate (no regret)", "cascade/gsp", world, requests, seconds, threads)
     printer.rate(
         record,
         "evaluate (no regret)",

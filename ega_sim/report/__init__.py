@@ -6,7 +6,7 @@ does not pull in pandas, scipy and matplotlib."""
 
 from __future__ import annotations
 
-import importlib
+from ega_sim.lazy import lazy_getattr
 
 _EXPORTS = {
     "format_value": "ega_sim.report.formats",
@@ -16,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ega_sim.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
