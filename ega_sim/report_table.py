@@ -98,14 +98,15 @@ def _align(cells: list[str], widths: list[int]) -> str:
 def to_json_line(result: EvaluationResult) -> str:
     """One JSON object; plain floats, and null where a figure is undefined (NaN or infinite,
     e.g. psi when truthful bidders earn nothing, as under first price: intervals.py)."""
-    return json.dumps(_finite_or_null(result.to_dict()), allow_nan=False)
+    return json.dumps(finite_or_null(result.to_dict()), allow_nan=False)
 
 
-def _finite_or_null(value):
+def finite_or_null(value):
+    """`value` with every non-finite float (in dicts, lists, tuples) as None: strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     return value

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ega_sim.intervals import RatioSums, defined_ratio
+from ega_sim.intervals import defined_ratio
+from ega_sim.metrics.regret_summary import ratio_sums
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def certify(
     gain = per_request(torch.where(best > own, best_bid * (1 + 1e-9) + 1e-12, played)) - base
     low, high, epsilon = [], [], []
     for seat in range(n_seats):
-        sums = _ratio_sums(gain[:, seat], base[:, seat])
+        sums = ratio_sums(gain[:, seat], base[:, seat])
         lo, hi = sums.interval()
         loss = max(float((best - own)[seat].mean()), 0.0)
         epsilon.append(defined_ratio(loss, float(own[seat].mean())))
@@ -244,19 +245,6 @@ def certify(
         best_utility_at_value=best.cpu().numpy(),
         requests=int(value.shape[0]),
         seconds=time.perf_counter() - started,
-    )
-
-
-def _ratio_sums(x: torch.Tensor, y: torch.Tensor) -> RatioSums:
-    """RatioSums of per-request numerators x [R] and denominators y [R]."""
-    x, y = x.double(), y.double()
-    return RatioSums(
-        int(x.shape[0]),
-        float(x.sum()),
-        float(y.sum()),
-        float((x * x).sum()),
-        float((y * y).sum()),
-        float((x * y).sum()),
     )
 
 

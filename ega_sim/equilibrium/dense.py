@@ -23,9 +23,10 @@ import time
 import numpy as np
 import torch
 
-from ega_sim.equilibrium.certificate import Certificate, _ratio_sums
+from ega_sim.equilibrium.certificate import Certificate
 from ega_sim.intervals import defined_ratio
 from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.metrics.regret_summary import ratio_sums
 
 DENSE_POINTS = 21  # multipliers 0, 0.1, ..., 2 of the value
 DENSE_BINS = 8  # value bins of the best response (few: each bin's search is on its own seats)
@@ -82,11 +83,11 @@ def certify_dense(
     for agent in torch.nonzero(earns)[:, 0].tolist():
         loss = float((best_bins[agent] - played_bins[agent]).sum())
         epsilon.append(defined_ratio(loss, float(played_bins[agent].sum())))
-        lo, hi = _ratio_sums(per_request[:, agent, 0], per_request[:, agent, 1]).interval()
+        lo, hi = ratio_sums(per_request[:, agent, 0], per_request[:, agent, 1]).interval()
         low.append(lo)
         high.append(hi)
     everyone = per_request.sum(dim=1)  # [R, 2]: all advertisers together
-    pooled_sums = _ratio_sums(everyone[:, 0], everyone[:, 1])
+    pooled_sums = ratio_sums(everyone[:, 0], everyone[:, 1])
     pooled = (pooled_sums.ratio, *pooled_sums.interval())
     multipliers = values.new_tensor(spec.multipliers)  # [G]
     middle = _bin_middles(values, edges)  # [V]

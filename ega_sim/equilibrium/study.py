@@ -23,10 +23,11 @@ from ega_sim.equilibrium.dense import DENSE_BINS, certify_dense
 from ega_sim.equilibrium.learner import EquilibriumLearner, LearnerConfig
 from ega_sim.equilibrium.strategies import make_bid_function
 from ega_sim.equilibrium.theory import known_equilibrium_bid
+from ega_sim.evaluation import RunningMoments
 from ega_sim.metrics.outcomes import measure_outcome
 from ega_sim.progress import Progress
 from ega_sim.provenance import provenance
-from ega_sim.report_table import _finite_or_null
+from ega_sim.report_table import finite_or_null
 from ega_sim.seeding import make_generator
 
 CURVE_POINTS = 41  # values at which the bid functions are reported
@@ -75,7 +76,7 @@ def run_study(
     result_path = folder / "result.json"
     if result_path.exists():
         done = json.loads(result_path.read_text())
-        if done.get("settings") == _finite_or_null(settings.to_dict()):
+        if done.get("settings") == finite_or_null(settings.to_dict()):
             return done
     config = settings.learner
     quantile = value_quantile(world, settings.seed)
@@ -131,7 +132,7 @@ def run_study(
     record["certificate"] = "exact" if exact else f"dense ({DENSE_BINS} value bins)"
     record["settings"] = settings.to_dict()
     record["provenance"] = provenance()
-    record = _finite_or_null(record)
+    record = finite_or_null(record)
     write_text_atomic(result_path, json.dumps(record, allow_nan=False) + "\n")
     return record
 
@@ -157,21 +158,19 @@ def value_quantile(world, seed: int, requests: int = 20_000):
 def measure_profile(mechanism, world, requests, bids: torch.Tensor, chunk: int = 16_384) -> dict:
     """Revenue, welfare and total advertiser utility per request at `bids` [R, N], with their
     standard errors, under the ground-truth click model."""
-    parts = {"revenue": [], "welfare": [], "utility": []}
+    moments = {name: RunningMoments() for name in ("revenue", "welfare", "utility")}
     for start in range(0, bids.shape[0], chunk):
         part = requests.slice(start, start + chunk)
         part_bids = bids[start : start + chunk]
         outcome = mechanism.run(part, part_bids)
         clicks = world.expected_clicks(part, outcome.allocation)
         measured = measure_outcome(part, part_bids, outcome, clicks)
-        parts["revenue"].append(measured.revenue)
-        parts["welfare"].append(measured.welfare)
-        parts["utility"].append(measured.utility.sum(1))
+        moments["revenue"].add(measured.revenue)
+        moments["welfare"].add(measured.welfare)
+        moments["utility"].add(measured.utility.sum(1))
     figures = {}
-    for name, pieces in parts.items():
-        per_request = torch.cat(pieces)
-        figures[name] = float(per_request.mean())
-        figures[f"{name}_se"] = float(per_request.std() / math.sqrt(per_request.shape[0]))
+    for name, summed in moments.items():
+        figures[name], figures[f"{name}_se"] = summed.mean_and_se()
     return figures
 
 

@@ -100,20 +100,8 @@ class RankByScoreAllocator:
         eligible = (bids >= self.reserve_per_click) & (score >= self.reserve_score)
         score = torch.where(eligible, score, -torch.inf)
         sorted_score, order = torch.sort(score, dim=1, descending=True, stable=True)  # [B, N]
-        return self.allocation_from_ranking(requests, bids, score, order, sorted_score)
-
-    def allocation_from_ranking(
-        self,
-        requests: AuctionRequests,
-        bids: torch.Tensor,
-        score: torch.Tensor,
-        order: torch.Tensor,
-        sorted_score: torch.Tensor,
-    ) -> RankAllocation:
-        """The allocation given the eligible scores [B, N] and at least the first
-        T = min(N, K + 1) ranks (`order`, `sorted_score`: [B, >= T], descending, stable)."""
         n_slots = self.n_slots
-        ranks = min(bids.shape[1], n_slots + 1)
+        ranks = min(bids.shape[1], n_slots + 1)  # T: all that prices and views read
         order, sorted_score = order[:, :ranks], sorted_score[:, :ranks]
         top_order = order[:, :n_slots]
         top_score = sorted_score[:, :n_slots]
@@ -125,6 +113,17 @@ class RankByScoreAllocator:
         quality = requests.quality.gather(1, slot_bidder.clamp(min=0))
         slot_ctr_model = torch.where(slot_bidder >= 0, self._slot_ctr(bids) * quality, 0.0)
         return RankAllocation(slot_bidder, slot_ctr_model, order, score, sorted_score)
+
+    def own_reserve(self, quality: torch.Tensor) -> torch.Tensor:
+        """The lowest own bid (same shape as `quality`) that clears the per-click reserve and
+        the reserve score (an eCPM floor) at that quality, ties at the floor winning."""
+        own_reserve = torch.full_like(quality, self.reserve_per_click)
+        if self.reserve_score > -torch.inf:
+            floor = self.score_function.inverse(
+                self.reserve_score / quality, upper=torch.zeros_like(quality, dtype=torch.bool)
+            )
+            own_reserve = torch.maximum(own_reserve, floor)
+        return own_reserve
 
     def bidder_view(
         self,
@@ -164,18 +163,9 @@ class RankByScoreAllocator:
         loses_ties = competitor < bidder.unsqueeze(2)
         needed_score = competitor_score / own_quality.unsqueeze(2)
         threshold = self.score_function.inverse(needed_score, upper=loses_ties)
-        # The bidder's own reserve: its bid must clear the per-click reserve and its score the
-        # reserve score (an eCPM floor), ties at the floor winning.
-        own_reserve = torch.full_like(own_quality, self.reserve_per_click)
-        if self.reserve_score > -torch.inf:
-            floor = self.score_function.inverse(
-                self.reserve_score / own_quality,
-                upper=torch.zeros_like(own_quality, dtype=torch.bool),
-            )
-            own_reserve = torch.maximum(own_reserve, floor)
         return BidderView(
             bidder=bidder,
-            threshold=torch.maximum(threshold, own_reserve.unsqueeze(2)),
+            threshold=torch.maximum(threshold, self.own_reserve(own_quality).unsqueeze(2)),
             competitor=competitor,
             competitor_score=competitor_score,
             competitor_welfare=welfare.gather(1, competitor_flat).view(position.shape),

@@ -57,17 +57,6 @@ def winner_ranking(
     )
 
 
-def _own_reserve(allocator: RankByScoreAllocator, quality: torch.Tensor) -> torch.Tensor:
-    """The lowest own bid that clears the per-click reserve and the eCPM floor, [B, K]."""
-    own_reserve = torch.full_like(quality, allocator.reserve_per_click)
-    if allocator.reserve_score > -torch.inf:
-        floor = allocator.score_function.inverse(
-            allocator.reserve_score / quality, upper=torch.zeros_like(quality, dtype=torch.bool)
-        )
-        own_reserve = torch.maximum(own_reserve, floor)
-    return own_reserve
-
-
 def _thresholds(
     allocator: RankByScoreAllocator, ranking: WinnerRanking, pairs: bool
 ) -> torch.Tensor:
@@ -81,7 +70,7 @@ def _thresholds(
         score, bidder = ranking.next_score, ranking.next_bidder
     loses_ties = bidder < winner
     threshold = allocator.score_function.inverse(score / quality, upper=loses_ties)
-    reserve = _own_reserve(allocator, ranking.quality)
+    reserve = allocator.own_reserve(ranking.quality)
     return torch.maximum(threshold, reserve.unsqueeze(2) if pairs else reserve)
 
 
