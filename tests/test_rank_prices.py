@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ega_sim.config.scenario import load_scenario
+from ega_sim.mechanisms.rank_path import rank_path
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.regret import MisreportSpec, misreport_utility
 from ega_sim.world.build import make_world
@@ -69,7 +70,8 @@ def test_prices_from_ranking_equal_view_prices(scenario: str, allocator: str) ->
     ties = 0
     for rule in RULES:
         mechanism = make_mechanism(f"{allocator}/{rule}", world)
-        fast = mechanism.run(requests, bids)
+        with rank_path("torch"):  # the sort-based path (the kernel: test_rank_kernel.py)
+            fast = mechanism.run(requests, bids)
         reference = mechanism.reference_run(requests, bids)
         assert torch.equal(fast.slot_bidder, reference.slot_bidder)
         assert torch.equal(fast.price_per_click, reference.price_per_click), rule
@@ -87,9 +89,10 @@ def test_exact_regret_reusing_the_allocation_is_unchanged(name: str) -> None:
     requests = tie_heavy(config.n_bidders, top, seed=7)
     bids = requests.value_per_click
     mechanism = make_mechanism(name, world)
-    outcome = mechanism.run(requests, bids)
     spec = MisreportSpec("exact")
-    again = misreport_utility(spec, mechanism, world, requests, bids)
-    reused = misreport_utility(spec, mechanism, world, requests, bids, outcome=outcome)
+    with rank_path("torch"):
+        outcome = mechanism.run(requests, bids)
+        again = misreport_utility(spec, mechanism, world, requests, bids)
+        reused = misreport_utility(spec, mechanism, world, requests, bids, outcome=outcome)
     assert torch.equal(again.misreports, reused.misreports)
     assert torch.equal(again.utility, reused.utility)

@@ -6,13 +6,21 @@ import torch
 
 from ega_sim.mechanisms.base import Allocation, Outcome
 from ega_sim.mechanisms.rank import BidderView, RankByScoreAllocator
+from ega_sim.mechanisms.rank_path import kernel_run, uses_kernel
 from ega_sim.mechanisms.rank_prices import winner_prices
 from ega_sim.world.position_auction import AuctionRequests
-from ega_sim.world.tensor_checks import check_nonnegative
+from ega_sim.world.tensor_checks import check_floating, check_nonnegative
 
 
 def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids") -> None:
     """Bids are a [B, N] floating-point tensor of finite numbers >= 0 matching the requests."""
+    check_bid_shape(bids, requests, name)
+    check_bid_values(bids, name)
+
+
+def check_bid_shape(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids") -> None:
+    """`check_bids` without the pass over the values: a floating-point tensor [B, N] matching
+    the requests (the rank kernel checks the values as it reads them)."""
     if not isinstance(bids, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor [B, N], got {type(bids).__name__}")
     if bids.shape != requests.value_per_click.shape:
@@ -20,7 +28,7 @@ def check_bids(bids: torch.Tensor, requests: AuctionRequests, name: str = "bids"
             f"{name}: expected shape {tuple(requests.value_per_click.shape)} (requests x bidders),"
             f" got {tuple(bids.shape)}"
         )
-    check_bid_values(bids, name)
+    check_floating(bids, name)
 
 
 def check_bid_values(bids: torch.Tensor, name: str = "bids") -> None:
@@ -55,9 +63,13 @@ class RankMechanism:
     def run(self, requests: AuctionRequests, bids: torch.Tensor) -> Outcome:
         """Allocate and price a batch: bids [B, N] -> Outcome with [B, K] tensors.
 
-        gsp, vcg, threshold and first price read the winners' prices off the top K + 1 ranks
+        gsp, vcg, threshold and first price read the winners' prices off the top K + 1 ranks,
+        on the compiled kernel where mechanisms/rank_path.py says so and in torch otherwise
         (mechanisms/rank_prices.py); other rules (paynet) price from each winner's view."""
-        check_bids(bids, requests)
+        check_bid_shape(bids, requests)
+        if uses_kernel(self, bids):
+            return Outcome(*kernel_run(self, requests, bids))
+        check_bid_values(bids)
         allocation = self.allocator.allocate(requests, bids)
         if getattr(self.payment_rule, "from_ranking", False):
             rule = self.payment_rule.name

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ega_sim.metrics.rerun import rerun_utility
-from ega_sim.world.position_auction import AuctionRequests
+from ega_sim.world.position_auction import AuctionRequests, SeparableClickModel
 
 MISREPORT_METHODS = ("exact", "dense", "grid", "none")
 REGRET_BIDDERS = ("default", "shown", "all")
@@ -116,7 +116,9 @@ def candidate_misreports(
 
 @dataclass(frozen=True)
 class MisreportSearch:
-    """What a misreport search found, per bidder and candidate [B, N, C] (NaN: not searched)."""
+    """What a misreport search found, per bidder and candidate [B, N, C] (NaN: not searched).
+    On the compiled rank kernel the exact search keeps only each bidder's best candidate
+    (C = 1): the first of the candidates with the highest utility."""
 
     misreports: torch.Tensor  # [B, N, C] the candidate bids
     utility: torch.Tensor  # [B, N, C] under the world's click model
@@ -156,6 +158,13 @@ def misreport_utility(
         and hasattr(world, "click_probability_per_slot")
     )
     points = spec.interval_points if getattr(mechanism, "price_varies_within_slot", False) else 1
+    if fast and misreports is None and spec.method == "exact" and points == 1:
+        best = _kernel_best_misreports(mechanism, world, requests, bids, outcome)
+        if best is not None:
+            misreports, utility = best  # [B, N, 1] each: the best candidate only
+            if searched is not None:
+                utility = torch.where(searched.unsqueeze(2), utility, torch.nan)
+            return MisreportSearch(misreports, utility, utility if with_model else None)
     if fast:
         allocation = None if outcome is None else outcome.allocation
         views = mechanism.bidder_views(requests, bids, allocation)
@@ -196,6 +205,20 @@ def misreport_utility(
     if with_model:
         return MisreportSearch(misreports, *utilities)
     return MisreportSearch(misreports, utilities)
+
+
+def _kernel_best_misreports(mechanism, world, requests, bids, outcome):
+    """The exact search on the compiled rank kernel (mechanisms/rank_path.py): each bidder's
+    best candidate and its utility [B, N, 1], or None where the kernel does not apply."""
+    from ega_sim.mechanisms.rank_path import kernel_best_misreports, kernel_run, uses_kernel
+
+    if not isinstance(world, SeparableClickModel) or not uses_kernel(mechanism, bids):
+        return None
+    allocation = None if outcome is None else outcome.allocation
+    if not hasattr(allocation, "order"):  # not a rank allocation of these bids: allocate
+        allocation, _ = kernel_run(mechanism, requests, bids)
+    bid, utility = kernel_best_misreports(mechanism, world, requests, bids, allocation)
+    return bid.unsqueeze(2), utility.unsqueeze(2)
 
 
 def ex_post_regret(

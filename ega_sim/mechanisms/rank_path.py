@@ -1,0 +1,164 @@
+"""Which path a rank auction runs: the compiled kernel (mechanisms/rank_kernel.py) or torch.
+
+Both give the same outputs bit for bit (tests/test_rank_kernel.py). The kernel runs gsp, vcg,
+threshold and first price of a `RankMechanism` that ranks by q * b (cascade), and their exact
+regret in a separable world, on float64 CPU batches; torch runs everything else (a GPU,
+float32, myerson's virtual-value ranking, a learned price, the dense and grid searches) and is
+the reference. The mode:
+
+- `auto` (default): the kernel for batches of at least KERNEL_MIN_REQUESTS requests when numba
+  imports, so that short runs never pay numba's import and the kernels' compile or cache load;
+- `kernel`: the kernel for every batch it can run (a RuntimeError if numba is missing);
+- `torch`: never the kernel.
+
+Set it with the environment variable EGA_SIM_RANK_PATH or, in Python, `with rank_path("torch"):`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+import torch
+
+MODES = ("auto", "kernel", "torch")
+KERNEL_MIN_REQUESTS = 2_048
+ENVIRONMENT_VARIABLE = "EGA_SIM_RANK_PATH"
+_RULE_CODES = {"gsp": 0, "vcg": 1, "threshold": 2, "first": 3}  # rank_kernel's codes
+
+_mode: str | None = None  # set by `rank_path`; None: the environment variable decides
+
+
+def check_mode(mode: str, where: str = "rank path") -> str:
+    """`mode` if it is one of MODES (ValueError naming `where` otherwise)."""
+    if mode not in MODES:
+        raise ValueError(f"{where}: expected one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def current_mode() -> str:
+    """The mode in force: `rank_path`'s, else EGA_SIM_RANK_PATH's, else auto."""
+    if _mode is not None:
+        return _mode
+    return check_mode(os.environ.get(ENVIRONMENT_VARIABLE, "auto"), ENVIRONMENT_VARIABLE)
+
+
+@contextmanager
+def rank_path(mode: str) -> Iterator[None]:
+    """Run rank auctions inside the block on the path `mode` (auto, kernel or torch)."""
+    global _mode
+    previous, _mode = _mode, check_mode(mode)
+    try:
+        yield
+    finally:
+        _mode = previous
+
+
+@cache
+def _kernels():
+    """The kernel module, or None when numba does not import."""
+    try:
+        from ega_sim.mechanisms import rank_kernel
+    except ImportError:
+        return None
+    return rank_kernel
+
+
+def kernel_available() -> bool:
+    """Whether numba imports (the kernel path exists on this machine)."""
+    return _kernels() is not None
+
+
+def describe() -> str:
+    """The path a large float64 CPU batch takes now, in words (bench and --help output)."""
+    mode = current_mode()
+    if mode == "torch":
+        return "torch (sort)"
+    if not kernel_available():
+        return "torch (sort; numba not installed)"
+    import numba
+
+    size = "every batch" if mode == "kernel" else f"batches >= {KERNEL_MIN_REQUESTS:,}"
+    return f"numba {numba.__version__} kernel ({size})"
+
+
+def uses_kernel(mechanism, bids: torch.Tensor) -> bool:
+    """Whether `mechanism` runs `bids` [B, N] on the kernel (module docstring)."""
+    mode = current_mode()
+    rule = getattr(mechanism, "payment_rule", None)
+    if mode == "torch" or not getattr(rule, "from_ranking", False) or rule.name not in _RULE_CODES:
+        return False
+    if not mechanism.allocator.score_function.identity:  # myerson: torch
+        return False
+    runnable = bids.device.type == "cpu" and bids.dtype == torch.float64
+    if mode == "kernel":
+        if not kernel_available():
+            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
+        return runnable
+    return runnable and bids.shape[0] >= KERNEL_MIN_REQUESTS and kernel_available()
+
+
+def kernel_run(mechanism, requests, bids: torch.Tensor):
+    """`RankMechanism.run`'s allocation and prices per click [B, K] on the kernel; a bad bid
+    raises check_bids' error."""
+    from ega_sim.mechanisms.mechanism import check_bids
+    from ega_sim.mechanisms.rank import RankAllocation
+
+    allocator = mechanism.allocator
+    batch, n_bidders = bids.shape
+    n_slots = allocator.n_slots
+    ranks = min(n_bidders, n_slots + 1)
+    score = torch.empty_like(bids)  # [B, N]
+    order = torch.empty((batch, ranks), dtype=torch.long)  # [B, T]
+    top_score = torch.empty((batch, ranks), dtype=bids.dtype)  # [B, T]
+    slot_bidder = torch.empty((batch, n_slots), dtype=torch.long)  # [B, K]
+    slot_ctr_model = torch.empty((batch, n_slots), dtype=bids.dtype)  # [B, K]
+    price = torch.empty((batch, n_slots), dtype=bids.dtype)  # [B, K]
+    status = _kernels().rank_auction(
+        requests.quality.contiguous().numpy(),
+        bids.contiguous().numpy(),
+        allocator._slot_ctr(bids).numpy(),
+        _RULE_CODES[mechanism.payment_rule.name],
+        allocator.reserve_per_click,
+        allocator.reserve_score,
+        score.numpy(),
+        order.numpy(),
+        top_score.numpy(),
+        slot_bidder.numpy(),
+        slot_ctr_model.numpy(),
+        price.numpy(),
+    )
+    if status:
+        check_bids(bids, requests)  # raises the error that names the bad bid
+        raise AssertionError("rank_auction flagged a bid that check_bids accepts")
+    return RankAllocation(slot_bidder, slot_ctr_model, order, score, top_score), price
+
+
+def kernel_best_misreports(
+    mechanism, world, requests, bids: torch.Tensor, allocation
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each bidder's best exact-candidate misreport and its utility, both [B, N], in a
+    separable world (`world.slot_ctr` [K]); `allocation`: the RankAllocation of `bids`."""
+    from ega_sim.metrics.regret import EXACT_NUDGE
+
+    allocator = mechanism.allocator
+    best_bid = torch.empty_like(bids)  # [B, N]
+    best_utility = torch.empty_like(bids)  # [B, N]
+    _kernels().best_misreports(
+        requests.value_per_click.contiguous().numpy(),
+        requests.quality.contiguous().numpy(),
+        bids.contiguous().numpy(),
+        allocation.score.contiguous().numpy(),
+        allocation.order.contiguous().numpy(),
+        allocator._slot_ctr(bids).numpy(),
+        world.slot_ctr.to(bids.dtype).contiguous().numpy(),
+        _RULE_CODES[mechanism.payment_rule.name],
+        allocator.reserve_per_click,
+        allocator.reserve_score,
+        EXACT_NUDGE,
+        best_bid.numpy(),
+        best_utility.numpy(),
+    )
+    return best_bid, best_utility

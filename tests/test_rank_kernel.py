@@ -1,0 +1,157 @@
+"""The compiled rank kernel (mechanisms/rank_kernel.py) equals the torch path bit for bit.
+
+On thousands of tie-heavy random profiles per scenario (tests/test_rank_prices.py's: bids and
+qualities on small grids, so scores tie exactly; reserves and eCPM floors; fewer bidders than
+slots; one slot; one bidder), for every payment rule the kernel runs: the allocation (slot
+bidders, the first K + 1 ranks and their scores, every score, the model CTRs) and the prices
+equal torch's sort-based path and the BidderView reference; each bidder's best exact misreport
+and its utility equal the torch search's maximum over the same candidates (and its first
+argmax). Then the mode switch, the errors, and a whole `evaluate` on both paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import pytest
+import torch
+
+from ega_sim.evaluation import evaluate
+from ega_sim.mechanisms import rank_path as path
+from ega_sim.mechanisms.registry import make_mechanism
+from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.world.build import make_world
+from ega_sim.world.position_auction import AuctionRequests
+from tests.conftest import position_auction
+from tests.test_rank_prices import RULES, SCENARIOS, tie_heavy
+
+pytest.importorskip("numba")
+
+CASCADE_SCENARIOS = [name for name in SCENARIOS if name != "bimodal_ironing"]
+
+
+def _run_on(mode: str, mechanism, requests, bids):
+    with path.rank_path(mode):
+        return mechanism.run(requests, bids)
+
+
+def _search_on(mode: str, mechanism, world, requests, bids, outcome):
+    with path.rank_path(mode):
+        return misreport_utility(
+            MisreportSpec("exact"), mechanism, world, requests, bids, outcome=outcome
+        )
+
+
+@pytest.mark.parametrize("scenario", CASCADE_SCENARIOS)
+def test_kernel_equals_torch_on_tie_heavy_profiles(scenario: str) -> None:
+    config, top = SCENARIOS[scenario]
+    world = make_world(config, "cpu")
+    requests = tie_heavy(config.n_bidders, top, seed=zlib.crc32(f"kernel/{scenario}".encode()))
+    bids = requests.value_per_click
+    for rule in RULES:
+        mechanism = make_mechanism(f"cascade/{rule}", world)
+        assert path.uses_kernel(mechanism, bids)  # 4,000 requests >= the auto threshold
+        kernel = _run_on("kernel", mechanism, requests, bids)
+        torch_path = _run_on("torch", mechanism, requests, bids)
+        reference = mechanism.reference_run(requests, bids)
+        for field in ("slot_bidder", "slot_ctr_model", "order", "score", "top_score"):
+            got = getattr(kernel.allocation, field)
+            assert got.dtype == getattr(torch_path.allocation, field).dtype, field
+            assert torch.equal(got, getattr(torch_path.allocation, field)), (rule, field)
+        assert torch.equal(kernel.price_per_click, torch_path.price_per_click), rule
+        assert torch.equal(kernel.price_per_click, reference.price_per_click), rule
+
+        fast = _search_on("kernel", mechanism, world, requests, bids, kernel)
+        slow = _search_on("torch", mechanism, world, requests, bids, torch_path)
+        assert fast.utility.shape == (*bids.shape, 1)  # the best candidate only
+        best, first_best = slow.utility.max(dim=2)  # [B, N]; ties: the first candidate
+        assert torch.equal(fast.utility[..., 0], best), rule
+        expected_bid = slow.misreports.gather(2, first_best.unsqueeze(2))[..., 0]
+        assert torch.equal(fast.misreports[..., 0], expected_bid), rule
+        # Without the run's outcome the kernel allocates for itself: the same answer.
+        alone = _search_on("kernel", mechanism, world, requests, bids, None)
+        assert torch.equal(alone.utility, fast.utility)
+
+
+def test_the_profiles_tie_and_reach_every_branch() -> None:
+    """The property test is not vacuous: exact score ties among the top K + 1, empty slots,
+    bidders below a reserve, and searches that find regret all occur."""
+    config, top = SCENARIOS["reserve_and_floor"]
+    world = make_world(config, "cpu")
+    requests = tie_heavy(config.n_bidders, top, seed=zlib.crc32(b"kernel/reserve_and_floor"))
+    bids = requests.value_per_click
+    mechanism = make_mechanism("cascade/gsp", world)
+    outcome = _run_on("kernel", mechanism, requests, bids)
+    top_score = outcome.allocation.top_score
+    finite = top_score > -torch.inf
+    tied = ((top_score[:, 1:] == top_score[:, :-1]) & finite[:, 1:]).any(1)
+    assert int(tied.sum()) > 100
+    assert int((outcome.slot_bidder < 0).sum()) > 100
+    assert int((outcome.allocation.score == -torch.inf).sum()) > 100
+    search = _search_on("kernel", mechanism, world, requests, bids, outcome)
+    utility = world.expected_clicks(requests, outcome.allocation)  # [B, K] clicks
+    assert search.utility.isfinite().all() and utility.isfinite().all()
+
+
+def test_bad_bids_raise_the_torch_paths_errors() -> None:
+    world = make_world(position_auction(4, (1.0, 0.5)), "cpu")
+    requests = world.sample_requests(3_000, torch.Generator().manual_seed(0))
+    mechanism = make_mechanism("cascade/gsp", world)
+    for bad, message in ((-0.5, "bids >= 0"), (torch.nan, "finite"), (torch.inf, "finite")):
+        bids = requests.value_per_click.clone()
+        bids[2_500, 3] = bad
+        for mode in ("kernel", "torch"):
+            with pytest.raises(ValueError, match=message), path.rank_path(mode):
+                mechanism.run(requests, bids)
+    with pytest.raises(TypeError, match="bids"), path.rank_path("kernel"):
+        mechanism.run(requests, requests.value_per_click.long())
+
+
+def test_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(position_auction(5, (1.0, 0.5)), "cpu")
+    gsp = make_mechanism("cascade/gsp", world)
+    small = torch.rand(path.KERNEL_MIN_REQUESTS - 1, 5, dtype=torch.float64)
+    large = torch.rand(path.KERNEL_MIN_REQUESTS, 5, dtype=torch.float64)
+    monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
+    assert path.current_mode() == "auto"
+    assert not path.uses_kernel(gsp, small) and path.uses_kernel(gsp, large)
+    assert not path.uses_kernel(gsp, large.float())  # float32: torch
+    assert not path.uses_kernel(make_mechanism("myerson/gsp", world), large)  # virtual values
+    with path.rank_path("kernel"):
+        assert path.uses_kernel(gsp, small) and "every batch" in path.describe()
+        with path.rank_path("torch"):
+            assert not path.uses_kernel(gsp, large) and path.describe() == "torch (sort)"
+        assert path.current_mode() == "kernel"
+    monkeypatch.setenv(path.ENVIRONMENT_VARIABLE, "torch")
+    assert not path.uses_kernel(gsp, large)
+    monkeypatch.setenv(path.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="EGA_SIM_RANK_PATH: expected one of auto, kernel"):
+        path.current_mode()
+    with pytest.raises(ValueError, match="rank path: expected one of"):
+        path.check_mode("numba")
+
+
+def test_evaluate_gives_the_same_figures_on_both_paths() -> None:
+    """A whole run (draws, chunks of 4,096, metrics, exact regret of every bidder) is the
+    same on the kernel and on torch, up to the wall time."""
+    config = position_auction(6, (1.0, 0.6, 0.3), reserve=0.1, ecpm_floor=0.05)
+    results = []
+    for mode in ("kernel", "torch"):
+        with path.rank_path(mode):
+            result = evaluate("cascade/gsp", config, requests=9_000, misreport="exact")
+        results.append({k: v for k, v in dataclasses.asdict(result).items() if k != "seconds"})
+    assert repr(results[0]) == repr(results[1])  # every float to its last bit (NaN too)
+    assert results[0]["psi"] > 0.0  # gsp is not truthful: the search finds regret
+
+
+def test_kernel_on_an_empty_batch() -> None:
+    world = make_world(position_auction(3, (1.0, 0.5)), "cpu")
+    empty = torch.zeros((0, 3), dtype=torch.float64)
+    requests = AuctionRequests(empty, empty + 1.0)
+    mechanism = make_mechanism("cascade/vcg", world)
+    with path.rank_path("kernel"):
+        outcome = mechanism.run(requests, empty)
+        search = misreport_utility(MisreportSpec("exact"), mechanism, world, requests, empty)
+    assert outcome.slot_bidder.shape == (0, 2) and outcome.price_per_click.shape == (0, 2)
+    assert search.utility.shape == (0, 3, 1)
