@@ -175,7 +175,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     Run mechanisms on truthful bids for a scenario and measure per-request revenue, welfare,
     utility, clicks and ex-post regret (against the ground truth); --misreport none skips
     regret. --regret-bidders: the ads shown, all candidates, or each mechanism's default (the
-    shown ads for ega/gr, whose misreports re-run beam search; all otherwise).
+    shown ads for ega/gr, whose misreports re-run beam search; all otherwise). The cascade's
+    gsp, vcg, threshold and first price, and their exact regret, run on a compiled numba
+    kernel for CPU chunks of >= 2,048 requests and on torch otherwise, with the same numbers
+    bit for bit; EGA_SIM_RANK_PATH=torch (or kernel) forces one path.
 
     examples:
       ega-sim evaluate --scenario textbook
@@ -450,12 +453,15 @@ def _bench(args: argparse.Namespace) -> int:
 
     One line per measurement. Suites: position (auctions/s of rank mechanisms at K = 1 and
     --slots, with and without exact regret, beside a minimal batched NumPy program of the same
-    auction and of evaluate, measured in the same run, with their ratio; the rank path is
-    torch's stable sort with prices from the top K + 1 ranks), memory (peak memory of evaluate
-    with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed (requests/s of evaluate
-    for the learned cascade/gsp on feed_small), logs (simulate-logs on feed_medium: time, peak
-    memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's inference and
-    training), envs (AdAuction-v0 steps/s); default: position and feed; all: adds logs.
+    auction and of evaluate, measured in the same run, with their ratio; on the CPU each rank
+    auction is timed on both paths, [kernel]: the compiled numba kernel (a compare-and-swap
+    network over blocks of requests, prices and exact regret fused), [torch]: the stable sort
+    with prices from the top K + 1 ranks; myerson and a GPU run torch), memory (peak memory
+    of evaluate with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed
+    (requests/s of evaluate for the learned cascade/gsp on feed_small), logs (simulate-logs on
+    feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's
+    inference and training), envs (AdAuction-v0 steps/s); default: position and feed; all:
+    adds logs.
 
     examples:
       ega-sim bench                          # position auctions and feed_small, 1 thread

@@ -86,31 +86,48 @@ def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, thread
 def run_position_bench(
     printer: Printer, *, requests=100_000, n_bidders=10, n_slots=4, repeats=5, device="cpu"
 ) -> None:
-    """At K = 1 and K = `n_slots`: cascade/gsp without regret beside a minimal batched NumPy
-    program of the same auction (bench/numpy_baseline.py) and their ratio; cascade/gsp with
-    exact regret (and at K = `n_slots` cascade/vcg and myerson/threshold); then `evaluate`
-    without regret beside a NumPy program doing the same draws, auction and metrics."""
-    from ega_sim.mechanisms.registry import make_mechanism
+    """At K = 1 and K = `n_slots`, on each rank path (the compiled kernel where numba imports,
+    and torch's sort; mechanisms/rank_path.py): cascade/gsp without regret, beside a minimal
+    batched NumPy program of the same auction (bench/numpy_baseline.py) and their ratio;
+    cascade/gsp with exact regret (and at K = `n_slots` cascade/vcg, and myerson/threshold,
+    which always runs on torch); then `evaluate` without regret beside a NumPy program doing
+    the same draws, auction and metrics."""
+    from ega_sim.mechanisms.rank_path import kernel_available
 
     threads = torch_threads()
+    on_cpu = str(device).split(":")[0] == "cpu"
+    paths = ("kernel", "torch") if kernel_available() and on_cpu else ("torch",)
     for slots in sorted({1, n_slots}):
         world = _bench_world(n_bidders, slots, device)
         chunks = _chunks(world, requests)
-        gsp = make_mechanism("cascade/gsp", world)
-        _auction_rates(
-            printer, [(gsp, [("no regret", False)])], world, chunks, requests, repeats, threads
-        )
-        ours = printer.records[-1]["seconds"]
         baseline = _numpy_auction_seconds(chunks, slots, repeats)
-        _compare(printer, "numpy baseline (no regret)", world, requests, baseline, ours, threads)
-        names = (
-            ("cascade/gsp",)
-            if slots != n_slots
-            else ("cascade/gsp", "cascade/vcg", "myerson/threshold")
-        )
-        mechanisms = [(make_mechanism(name, world), [("exact regret", True)]) for name in names]
-        _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
+        label = "numpy baseline (no regret)"
+        record = _rate_record(label, "numpy gsp", world, requests, baseline, threads)
+        what = f"numpy gsp n={n_bidders} K={slots}"
+        printer.rate(record, label, what, requests, "auctions", baseline)
+        for path in paths:
+            _position_rates(printer, world, chunks, requests, repeats, threads, path, baseline)
     _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, threads, device)
+
+
+def _position_rates(printer, world, chunks, requests, repeats, threads, path, baseline) -> None:
+    """One rank path's rates on the position bench world (run_position_bench)."""
+    from ega_sim.mechanisms.rank_path import rank_path
+    from ega_sim.mechanisms.registry import make_mechanism
+
+    slots = world.config.n_slots
+    with rank_path(path):
+        gsp = make_mechanism("cascade/gsp", world)
+        modes = [(f"no regret [{path}]", False)]
+        _auction_rates(printer, [(gsp, modes)], world, chunks, requests, repeats, threads)
+        ours = dict(printer.records[-1], benchmark=f"no regret [{path}]: ratio")
+        _ratio(printer, ours, ours["seconds"], baseline)
+        names = ["cascade/gsp"] + (["cascade/vcg"] if slots > 1 else [])
+        names += ["myerson/threshold"] if slots > 1 and path == "torch" else []
+        mechanisms = [
+            (make_mechanism(name, world), [(f"exact regret [{path}]", True)]) for name in names
+        ]
+        _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
 
 
 def _numpy_auction_seconds(chunks, n_slots: int, repeats: int) -> float:
@@ -136,15 +153,17 @@ def _compare(printer, label, world, count, baseline_seconds, ours_seconds, threa
         "device": "cpu",
         "seconds": baseline_seconds,
         "auctions_per_second": count / baseline_seconds,
-        "ega_sim_over_numpy": baseline_seconds / ours_seconds,
     }
     config = world.config
     what = f"numpy gsp n={config.n_bidders} K={config.n_slots}"
     printer.rate(record, label, what, count, "auctions", baseline_seconds)
-    ratio = baseline_seconds / ours_seconds
-    printer.emit(
-        dict(record, benchmark=f"{label}: ratio"), f"{'':<34} ega-sim / numpy = {ratio:.2f}x"
-    )
+    _ratio(printer, dict(record, benchmark=f"{label}: ratio"), ours_seconds, baseline_seconds)
+
+
+def _ratio(printer, record: dict, ours_seconds: float, numpy_seconds: float) -> None:
+    """The line of ega-sim's rate over NumPy's, `record` naming what was compared."""
+    ratio = numpy_seconds / ours_seconds
+    printer.emit(dict(record, ega_sim_over_numpy=ratio), f"{'':<34} ega-sim / numpy = {ratio:.2f}x")
 
 
 def _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, threads, device):
