@@ -3,11 +3,12 @@
 `evaluate` draws the requests from the run's seed, runs the mechanism on truthful bids in
 chunks, measures outcomes under the ground-truth click model, measures each bidder's ex-post
 regret (re-running the mechanism on misreports), and returns per-request means with standard
-errors as an `EvaluationResult`. Chunks are summed as they are measured (running moments and
-ratio sums, no per-request series kept); what still grows with the requests is the draws
-(kept up front so the numbers do not depend on the chunk size) and, with regret, two float64
-[R, N] pair buffers (regret and truthful utility) that the per-ad psi and the regret sample
-read at the end. Feed markets add image clicks, feed CTR, GMV and the regret
+errors as an `EvaluationResult`. Memory is flat in the number of requests: requests are drawn
+in blocks of DRAW_BLOCK (one generator, block after block, so the draws never depend on the
+chunk size, and a run of up to DRAW_BLOCK requests draws exactly what one draw of them all
+would), chunks are summed as they are measured (running moments and ratio sums), and the
+per-pair rows that the per-ad psi and the regret sample read at the end go to a temporary
+file (metrics/regret_summary.py). Feed markets add image clicks, feed CTR, GMV and the regret
 the mechanism's own CTR model sees.
 """
 
@@ -44,6 +45,8 @@ from ega_sim.world.market_world import FeedMarketWorld
 # n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
 CPU_CHUNK = 4_096
 CUDA_CHUNK = 65_536
+# Requests drawn at a time (a multiple of both chunk sizes): about 21 MB of draws at n = 10.
+DRAW_BLOCK = 262_144
 
 
 # The per-request series of `_measure_chunk` summed into RunningMoments; the rest are regret's.
@@ -264,26 +267,35 @@ def evaluate_detailed(
         raise ValueError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
 
     started = time.perf_counter()
-    all_requests = world.sample_requests(requests, make_generator(seed, "requests"))
+    generator = make_generator(seed, "requests")
     with_regret = spec.method != "none"
-    # Chunks end where the regret requests end, so a chunk is measured with or without regret.
-    bounds = sorted({*range(0, requests, chunk_size), regret_requests, requests})
+    # Chunks end where the regret requests and the draw blocks end, so a chunk is measured
+    # with or without regret and lies in one block.
+    blocks = range(0, requests, DRAW_BLOCK)
+    bounds = sorted({*range(0, requests, chunk_size), *blocks, regret_requests, requests})
     # Running sums, not per-request series: memory does not grow with the chunks measured.
     moments: dict[str, RunningMoments] = {}
-    regrets = RegretAccumulator(regret_requests)
-    chunks = list(itertools.pairwise(bounds))
-    for start, stop in track(chunks, mechanism.name, progress=progress, unit="chunk"):
-        batch = all_requests.slice(start, stop)
-        regret_here = with_regret and start < regret_requests
-        series = _measure_chunk(spec, mechanism, world, batch, regret_here)
-        for key in PER_REQUEST:
-            moments.setdefault(key, RunningMoments()).add(series.pop(key))
-        if regret_here:
-            regrets.add(series)
-    del all_requests, batch, series  # slices of the draws: let them go before the summary
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    with RegretAccumulator(regret_requests) as regrets:
+        block, block_start = None, 0
+        chunks = list(itertools.pairwise(bounds))
+        for start, stop in track(chunks, mechanism.name, progress=progress, unit="chunk"):
+            if start % DRAW_BLOCK == 0:  # the next block of draws (the last may be short)
+                block = None  # let the previous block go first
+                block_start = start
+                size = min(DRAW_BLOCK, requests - start)
+                block = world.sample_requests(size, generator)
+            batch = block.slice(start - block_start, stop - block_start)
+            regret_here = with_regret and start < regret_requests
+            series = _measure_chunk(spec, mechanism, world, batch, regret_here)
+            for key in PER_REQUEST:
+                moments.setdefault(key, RunningMoments()).add(series.pop(key))
+            if regret_here:
+                regrets.add(series)
+        del block, batch, series  # the draws: let them go before the summary
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        summary = regrets.summary(spec, mechanism, seed) if with_regret else RegretSummary()
 
     revenue, revenue_se = moments["revenue"].mean_and_se()
     welfare, welfare_se = moments["welfare"].mean_and_se()
@@ -293,7 +305,6 @@ def evaluate_detailed(
     ads = total["ads"]
     # A feed list fills every slot; a position auction shows only its ads.
     shown_items = requests * scenario.n_slots if isinstance(scenario, FeedMarketConfig) else ads
-    summary = regrets.summary(spec, mechanism, seed) if with_regret else RegretSummary()
     figures = {name: summary.figures.get(name, math.nan) for name in (*RATIO_FIGURES, "regret_max")}
     intervals = {
         f"{name}_interval": summary.intervals.get(name, (math.nan, math.nan))

@@ -79,3 +79,60 @@ def test_running_moments_match_numpy_and_keep_a_constant_series_exact() -> None:
     for _ in range(50):
         constant.add(torch.full((100,), 1.6, dtype=torch.float64))
     assert constant.mean_and_se()[1] < 1e-15  # rounding noise only, not sqrt(eps) * mean
+
+
+def _figures(result) -> dict:
+    return {k: v for k, v in result.to_dict().items() if k not in ("seconds", "git_commit")}
+
+
+def test_draw_blocks_and_pair_slices_change_nothing_but_summation_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests drawn in blocks (DRAW_BLOCK) and pair rows read back in slices (PAIR_ROWS):
+    with both smaller than the run, every figure equals the one-block, one-slice run up to
+    float summation order (1e-12, as above), the pair counts and the regret sample exactly;
+    the draws are those of one generator, block after block, whatever the chunk size."""
+    import ega_sim.evaluation as evaluation
+    import ega_sim.metrics.regret_summary as regret_summary
+
+    world = make_world("textbook", "cpu")
+    whole = evaluate_detailed("cascade/gsp", world, requests=REQUESTS, seed=2, chunk_size=512)
+    monkeypatch.setattr(evaluation, "DRAW_BLOCK", 1_000)
+    monkeypatch.setattr(regret_summary, "PAIR_ROWS", 700)
+    # One draw of 6,000 requests differs from six draws of 1,000: the blocked run's own draws.
+    generator = make_generator(2, "requests")
+    blocks = [world.sample_requests(1_000, generator) for _ in range(REQUESTS // 1_000)]
+    results = []
+    for chunk_size in (300, 512, 4_096):
+        result, details = evaluate_detailed(
+            "cascade/gsp", world, requests=REQUESTS, seed=2, chunk_size=chunk_size
+        )
+        results.append((_figures(result), details))
+    first, first_details = results[0]
+    for figures, details in results[1:]:
+        assert details.regret_sample == first_details.regret_sample
+        for key, value in figures.items():
+            if isinstance(value, float):
+                assert _close(value, first[key], 1e-9 if key.endswith("_se") else 1e-12), key
+            elif isinstance(value, tuple):
+                for a, b in zip(value, first[key], strict=True):
+                    assert _close(a, b, 1e-9), key
+            else:
+                assert value == first[key], key
+    # Truthful revenue of the blocked draws, recomputed by hand from the same requests.
+    mechanism = make_mechanism("cascade/gsp", world)
+    revenue = torch.cat(
+        [
+            _measure_chunk(MisreportSpec("none"), mechanism, world, block, False)["revenue"]
+            for block in blocks
+        ]
+    )
+    assert _close(first["revenue_per_request"], float(revenue.mean()), 1e-12)
+    # Pair slices alone (one draw block): the same figures and sample as one slice.
+    monkeypatch.setattr(evaluation, "DRAW_BLOCK", 262_144)
+    sliced = evaluate_detailed("cascade/gsp", world, requests=REQUESTS, seed=2, chunk_size=512)
+    assert sliced[1].regret_sample == whole[1].regret_sample
+    assert len(whole[1].regret_sample) == regret_summary.REGRET_SAMPLE  # the sample was drawn
+    for key, value in _figures(sliced[0]).items():
+        if isinstance(value, float):
+            assert _close(value, _figures(whole[0])[key], 1e-12), key

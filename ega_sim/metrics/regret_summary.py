@@ -13,6 +13,8 @@ paper's per-ad psi, and the same under the mechanism's own CTR model.
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -138,22 +140,34 @@ _STREAMED = {
     "psi_model": ("regret_model_sum", "utility_model_sum"),
     "non_monotone_rate": ("non_monotone", "responses"),
 }
-PAIR_ROWS = 65_536  # requests per slice when the per-ad psi is summed at the end
+PAIR_ROWS = 65_536  # requests per slice of pair rows read back at the end
 
 
 class RegretAccumulator:
-    """A run's regret series added chunk by chunk (`add`), kept as running RatioSums: memory
-    per request is the two [N] pair rows (regret, truthful utility) the per-ad psi and the
-    regret sample need, written into buffers made once for `requests` requests (no per-chunk
-    series kept, no concatenation). `summary` gives the figures."""
+    """A run's regret series added chunk by chunk (`add`), kept as running RatioSums, and the
+    two [N] pair rows of each request (regret, truthful utility: 16 N bytes) that the per-ad
+    psi and the regret sample need, written to a temporary file: memory stays flat in the
+    requests, and `summary` reads the rows back in slices of PAIR_ROWS requests. Use it as a
+    context manager (the file goes when the block ends) or call `close`."""
 
     def __init__(self, requests: int):
         self.requests = requests
         self.filled = 0
         self.sums: dict[str, RatioSums] = {}
         self.curve: list[RatioSums] = []
-        self.regret: torch.Tensor | None = None  # [R, N], NaN: not searched
-        self.utility: torch.Tensor | None = None  # [R, N]
+        self.bidders = 0  # N, once a chunk has come
+        self.dtype: torch.dtype | None = None
+        # [R, 2, N] rows; closed by close() / the with block, not by a with here
+        self._rows = tempfile.TemporaryFile(prefix="ega-sim-pairs-")  # noqa: SIM115
+
+    def __enter__(self) -> RegretAccumulator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rows.close()
 
     def add(self, series: dict[str, torch.Tensor]) -> None:
         """One chunk's regret_series; chunks come in request order."""
@@ -169,30 +183,44 @@ class RegretAccumulator:
                 else [a + b for a, b in zip(self.curve, columns, strict=True)]
             )
         regret, utility = series["regret_pairs"], series["utility_pairs"]  # [B, N]
-        if self.regret is None:
-            shape = (self.requests, regret.shape[1])
-            self.regret = regret.new_empty(shape, device="cpu")
-            self.utility = utility.new_empty(shape, device="cpu")
-        stop = self.filled + regret.shape[0]
-        self.regret[self.filled : stop] = regret
-        self.utility[self.filled : stop] = utility
-        self.filled = stop
+        self.bidders, self.dtype = regret.shape[1], regret.dtype
+        rows = torch.stack([regret, utility], dim=1).cpu()  # [B, 2, N]
+        self._rows.write(rows.numpy().tobytes())
+        self.filled += regret.shape[0]
+
+    def _slices(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The pair rows back, (regret, utility) [<= PAIR_ROWS, N] at a time, in order."""
+        row_bytes = 2 * self.bidders * torch.empty((), dtype=self.dtype).element_size()
+        self._rows.seek(0)
+        for start in range(0, self.filled, PAIR_ROWS):
+            count = min(PAIR_ROWS, self.filled - start)
+            data = bytearray(self._rows.read(count * row_bytes))
+            rows = torch.frombuffer(data, dtype=self.dtype).view(count, 2, self.bidders)
+            yield rows[:, 0], rows[:, 1]
 
     def summary(self, spec: MisreportSpec, mechanism, seed: int) -> RegretSummary:
         """The run's figures (RegretSummary) from what was added."""
-        regret, utility = self.regret[: self.filled], self.utility[: self.filled]
-        searched = ~torch.isnan(regret)
         bidders = (
             spec.bidders
             if spec.bidders != "default"
             else getattr(mechanism, "regret_bidders", "all")
         )
-        positive = searched & (utility > 0)  # [R, N]; masked sums, no copies of the pairs
-        count = int(positive.sum())
-        mean_positive = float(torch.where(positive, utility, 0.0).sum()) / count if count else 0
-        del positive
+        # First pass: the searched pairs, their largest regret, and the mean positive utility
+        # that sets the per-ad psi's "tiny" utility.
+        pairs = count = active = 0
+        positive_sum, regret_max = 0.0, -math.inf
+        for regret, utility in self._slices():
+            searched = ~torch.isnan(regret)
+            positive = searched & (utility > 0)
+            pairs += int(searched.sum())
+            count += int(positive.sum())
+            active += int((searched & ((regret > 0) | (utility > 0))).sum())
+            positive_sum += float(torch.where(positive, utility, 0.0).sum())
+            if searched.any():
+                regret_max = max(regret_max, float(regret[searched].max()))
+        mean_positive = positive_sum / count if count else 0
         sums = {name: self.sums[name] for name in ("regret_mean", "psi")}
-        sums["psi_per_ad"] = _per_ad_sums(regret, utility, searched, count, mean_positive)
+        sums["psi_per_ad"] = self._per_ad_sums(count, mean_positive)
         for name in ("regret_mean_model", "psi_model"):
             sums[name] = self.sums[name]
         # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
@@ -202,19 +230,13 @@ class RegretAccumulator:
         if "non_monotone_rate" in self.sums:  # share of the searched ads not monotone
             sums["non_monotone_rate"] = self.sums["non_monotone_rate"]
             figures["non_monotone_rate"] = sums["non_monotone_rate"].ratio  # NaN: none seen
-        any_searched = bool(searched.any())
-        everyone = bool(searched.all())  # then the searched pairs are the buffers, flattened
-        if everyone:
-            regret, utility = regret.flatten(), utility.flatten()
-        else:
-            regret, utility = regret[searched], utility[searched]
-        figures["regret_max"] = float(regret.max()) if any_searched else math.nan
+        figures["regret_max"] = regret_max if pairs else math.nan
         curve = tuple(point.ratio for point in self.curve)
         curve_se = tuple(point.standard_error() for point in self.curve)
-        sample = _regret_sample(regret, utility, seed)
+        sample = self._regret_sample(active, seed)
         return RegretSummary(
             bidders=bidders,
-            pairs=int(regret.numel()),
+            pairs=pairs,
             figures=figures,
             intervals={name: figure_interval(name, part) for name, part in sums.items()},
             sums=sums,
@@ -224,32 +246,37 @@ class RegretAccumulator:
             utility_sample=sample[1],
         )
 
+    def _per_ad_sums(self, count: int, mean_positive: float) -> RatioSums:
+        """The paper's per-ad psi over ads whose utility is not tiny (>= TINY_UTILITY_SHARE
+        of the mean positive utility, over `count` searched pairs): per request, the sum of
+        regret / utility and the count."""
+        total = RatioSums()
+        tiny = TINY_UTILITY_SHARE * mean_positive
+        for regret, utility in self._slices():
+            if not count:
+                zero = regret.new_zeros(regret.shape[0])
+                total = total + ratio_sums(zero, zero)
+                continue
+            kept = ~torch.isnan(regret) & (utility >= tiny)
+            x = torch.where(kept, regret / utility, 0.0).sum(1)
+            total = total + ratio_sums(x, kept.to(x.dtype).sum(1))
+        return total
 
-def _per_ad_sums(regret, utility, searched, count: int, mean_positive: float) -> RatioSums:
-    """The paper's per-ad psi over ads whose utility is not tiny (>= TINY_UTILITY_SHARE of
-    the mean positive utility, over `count` searched pairs): per request, the sum of
-    regret / utility and the count."""
-    rows = regret.shape[0]
-    if not count:
-        zero = regret.new_zeros(rows)
-        return ratio_sums(zero, zero)
-    tiny = TINY_UTILITY_SHARE * mean_positive
-    total = RatioSums()
-    for start in range(0, rows, PAIR_ROWS):  # slices: no [R, N] temporaries
-        part = slice(start, start + PAIR_ROWS)
-        kept = searched[part] & (utility[part] >= tiny)
-        x = torch.where(kept, regret[part] / utility[part], 0.0).sum(1)
-        total = total + ratio_sums(x, kept.to(x.dtype).sum(1))
-    return total
-
-
-def _regret_sample(regret: torch.Tensor, utility: torch.Tensor, seed: int):
-    """Up to REGRET_SAMPLE searched (request, bidder) pairs that regret or earn something,
-    drawn without replacement from the run's seed."""
-    active = (regret > 0) | (utility > 0)
-    regret, utility = regret[active], utility[active]
-    if regret.numel() > REGRET_SAMPLE:
-        keep = torch.randperm(regret.numel(), generator=make_generator(seed, "regret_sample"))
-        keep = keep[:REGRET_SAMPLE].sort().values
-        regret, utility = regret[keep], utility[keep]
-    return tuple(regret.tolist()), tuple(utility.tolist())
+    def _regret_sample(self, active: int, seed: int):
+        """Up to REGRET_SAMPLE of the `active` searched pairs (regret or utility > 0, in
+        request and bidder order), drawn without replacement from the run's seed."""
+        keep = None
+        if active > REGRET_SAMPLE:
+            keep = torch.randperm(active, generator=make_generator(seed, "regret_sample"))
+            keep = keep[:REGRET_SAMPLE].sort().values
+        regrets, utilities, seen = [], [], 0
+        for regret, utility in self._slices():
+            chosen = ~torch.isnan(regret) & ((regret > 0) | (utility > 0))
+            regret, utility = regret[chosen], utility[chosen]  # row-major, as one mask would
+            if keep is not None:
+                here = keep[(keep >= seen) & (keep < seen + regret.numel())] - seen
+                seen += regret.numel()
+                regret, utility = regret[here], utility[here]
+            regrets += regret.tolist()
+            utilities += utility.tolist()
+        return tuple(regrets), tuple(utilities)
