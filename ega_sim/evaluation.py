@@ -45,8 +45,8 @@ from ega_sim.world.market_world import FeedMarketWorld
 # n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
 CPU_CHUNK = 4_096
 CUDA_CHUNK = 65_536
-# Requests drawn at a time (a multiple of both chunk sizes): about 21 MB of draws at n = 10.
-DRAW_BLOCK = 262_144
+# Requests drawn at a time (a multiple of both chunk sizes): about 5 MB of draws at n = 10.
+DRAW_BLOCK = 65_536
 
 
 # The per-request series of `_measure_chunk` summed into RunningMoments; the rest are regret's.

@@ -136,3 +136,24 @@ def test_draw_blocks_and_pair_slices_change_nothing_but_summation_order(
     for key, value in _figures(sliced[0]).items():
         if isinstance(value, float):
             assert _close(value, _figures(whole[0])[key], 1e-12), key
+
+
+def test_sample_positions_draws_every_subset_equally_often() -> None:
+    """Floyd's sampling: each of the C(6, 3) = 20 subsets has probability 1/20; over 24,000
+    draws each count is 1,200 +- 4.5 SE (SE = sqrt(24,000 p (1 - p)) = 33.8)."""
+    from collections import Counter
+
+    from ega_sim.metrics.regret_summary import sample_positions
+
+    generator = torch.Generator().manual_seed(11)
+    draws = 24_000
+    counts = Counter(tuple(sample_positions(6, 3, generator).tolist()) for _ in range(draws))
+    assert len(counts) == 20
+    se = math.sqrt(draws * (1 / 20) * (19 / 20))
+    assert all(abs(n - draws / 20) <= 4.5 * se for n in counts.values()), counts
+    big = sample_positions(10**12, 2_000, generator)  # no [count] tensor is ever made
+    assert big.numel() == 2_000 and bool((big.diff() > 0).all()) and int(big[-1]) < 10**12
+    assert sample_positions(5, 5, generator).tolist() == [0, 1, 2, 3, 4]
+    assert sample_positions(5, 0, generator).numel() == 0
+    with pytest.raises(ValueError, match="sample size"):
+        sample_positions(3, 4, generator)

@@ -202,7 +202,7 @@ MEMORY_REQUESTS = (100_000, 1_000_000, 4_000_000)
 def run_memory_bench(printer: Printer, *, n_bidders=10, n_slots=4) -> None:
     """Peak memory and wall time of `ega-sim evaluate --mechanism cascade/gsp --misreport
     exact` on the position bench auction in a fresh process, at 1e5, 1e6 and 4e6 requests:
-    flat in --requests once evaluate streams (issue 18), up to the draws it keeps."""
+    flat in --requests (evaluate draws in blocks and spills its pair rows to a file)."""
     slot_ctr = ", ".join(repr(1.0 - k / n_slots) for k in range(n_slots))
     scenario = (
         f'name = "bench_n{n_bidders}_k{n_slots}"\nkind = "position_auction"\n'

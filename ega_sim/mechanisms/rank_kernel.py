@@ -28,10 +28,8 @@ BAD_BID = 1  # status: a bid that is negative, NaN or infinite (the caller raise
 
 @njit(cache=True, nogil=True, inline="always")
 def _maximum(a, b):
-    """torch.maximum: NaN if either is NaN, else the larger."""
-    if a != a or b != b:
-        return np.nan
-    return a if a > b else b
+    """torch.maximum: NaN if either is NaN, else the larger (a select, no branch)."""
+    return a if (a > b) | (a != a) else b
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -267,8 +267,8 @@ class RegretAccumulator:
         request and bidder order), drawn without replacement from the run's seed."""
         keep = None
         if active > REGRET_SAMPLE:
-            keep = torch.randperm(active, generator=make_generator(seed, "regret_sample"))
-            keep = keep[:REGRET_SAMPLE].sort().values
+            generator = make_generator(seed, "regret_sample")
+            keep = sample_positions(active, REGRET_SAMPLE, generator)
         regrets, utilities, seen = [], [], 0
         for regret, utility in self._slices():
             chosen = ~torch.isnan(regret) & ((regret > 0) | (utility > 0))
@@ -280,3 +280,18 @@ class RegretAccumulator:
             regrets += regret.tolist()
             utilities += utility.tolist()
         return tuple(regrets), tuple(utilities)
+
+
+def sample_positions(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """`size` distinct positions of range(count), uniformly at random, sorted: Floyd's
+    algorithm (Bentley and Floyd, CACM 1987), in memory O(size) however large `count` is
+    (a randperm of every pair would hold 8 bytes per pair). ValueError if size > count."""
+    if not 0 <= size <= count:
+        raise ValueError(f"sample size: expected 0 <= size <= {count}, got {size}")
+    uniform = torch.rand(size, generator=generator, dtype=torch.float64).tolist()
+    chosen: set[int] = set()
+    for step, u in enumerate(uniform):  # j = count - size + step; t uniform on 0..j
+        j = count - size + step
+        t = min(int(u * (j + 1)), j)
+        chosen.add(j if t in chosen else t)
+    return torch.tensor(sorted(chosen), dtype=torch.long)
