@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from ega_sim.cli import main
+from ega_sim.mechanisms.rank_path import kernel_available
 
 JSON_KEYS = {
     "mechanism",
@@ -161,22 +162,31 @@ def test_help_has_examples(capsys):
 def test_bench_prints_throughput(capsys):
     main(["bench", "--suite", "position", "--requests", "2000", "--repeats", "1", "--json"])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    ratio = "numpy baseline (no regret): ratio"
-    at_k1 = ["no regret", "numpy baseline (no regret)", ratio, "exact regret"]
-    at_k4 = ["no regret", "numpy baseline (no regret)", ratio, *["exact regret"] * 3]
+    paths = ("kernel", "torch") if kernel_available() else ("torch",)
+
+    def at(slots: int) -> list[str]:
+        names = ["numpy baseline (no regret)"]
+        for path in paths:
+            regret = 1 if slots == 1 else 2 + (path == "torch")  # gsp, vcg, myerson on torch
+            names += [f"no regret [{path}]", f"no regret [{path}]: ratio"]
+            names += [f"exact regret [{path}]"] * regret
+        return names
+
     tail = [
         "evaluate (no regret)",
         "numpy evaluate (no regret)",
         "numpy evaluate (no regret): ratio",
     ]
-    assert [r["benchmark"] for r in records] == at_k1 + at_k4 + tail
+    assert [r["benchmark"] for r in records] == at(1) + at(4) + tail
     assert all(r["auctions_per_second"] > 0 for r in records)
     # each ratio is ega-sim's rate over the NumPy program's, both from this run
     rows = {(r["benchmark"], r["scenario"]): r for r in records}
     for scenario in ("bench_n10_k1", "bench_n10_k4"):
-        ours = rows[("no regret", scenario)]["auctions_per_second"]
         numpy = rows[("numpy baseline (no regret)", scenario)]["auctions_per_second"]
-        assert rows[(ratio, scenario)]["ega_sim_over_numpy"] == pytest.approx(ours / numpy)
+        for path in paths:
+            ours = rows[(f"no regret [{path}]", scenario)]["auctions_per_second"]
+            ratio = rows[(f"no regret [{path}]: ratio", scenario)]["ega_sim_over_numpy"]
+            assert ratio == pytest.approx(ours / numpy)
 
 
 def test_feed_bench_runs(capsys, feed_small_checkpoint):

@@ -68,8 +68,10 @@ class RankMechanism:
         (mechanisms/rank_prices.py); other rules (paynet) price from each winner's view."""
         check_bid_shape(bids, requests)
         if uses_kernel(self, bids):
-            return Outcome(*kernel_run(self, requests, bids))
-        check_bid_values(bids)
+            priced = kernel_run(self, requests, bids)
+            if priced is not None:
+                return Outcome(*priced)
+        check_bid_values(bids)  # raises for the bad bid the kernel met
         allocation = self.allocator.allocate(requests, bids)
         if getattr(self.payment_rule, "from_ranking", False):
             rule = self.payment_rule.name

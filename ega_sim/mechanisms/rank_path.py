@@ -101,9 +101,8 @@ def uses_kernel(mechanism, bids: torch.Tensor) -> bool:
 
 
 def kernel_run(mechanism, requests, bids: torch.Tensor):
-    """`RankMechanism.run`'s allocation and prices per click [B, K] on the kernel; a bad bid
-    raises check_bids' error."""
-    from ega_sim.mechanisms.mechanism import check_bids
+    """`RankMechanism.run`'s allocation and prices per click [B, K] on the kernel, or None if
+    a bid is not a finite number >= 0 (the caller raises check_bids' error)."""
     from ega_sim.mechanisms.rank import RankAllocation
 
     allocator = mechanism.allocator
@@ -131,18 +130,16 @@ def kernel_run(mechanism, requests, bids: torch.Tensor):
         price.numpy(),
     )
     if status:
-        check_bids(bids, requests)  # raises the error that names the bad bid
-        raise AssertionError("rank_auction flagged a bid that check_bids accepts")
+        return None
     return RankAllocation(slot_bidder, slot_ctr_model, order, score, top_score), price
 
 
 def kernel_best_misreports(
-    mechanism, world, requests, bids: torch.Tensor, allocation
+    mechanism, world, requests, bids: torch.Tensor, allocation, nudge: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each bidder's best exact-candidate misreport and its utility, both [B, N], in a
-    separable world (`world.slot_ctr` [K]); `allocation`: the RankAllocation of `bids`."""
-    from ega_sim.metrics.regret import EXACT_NUDGE
-
+    separable world (`world.slot_ctr` [K]); `allocation`: the RankAllocation of `bids`;
+    `nudge`: the candidates' relative step above a threshold (metrics.regret.EXACT_NUDGE)."""
     allocator = mechanism.allocator
     best_bid = torch.empty_like(bids)  # [B, N]
     best_utility = torch.empty_like(bids)  # [B, N]
@@ -157,7 +154,7 @@ def kernel_best_misreports(
         _RULE_CODES[mechanism.payment_rule.name],
         allocator.reserve_per_click,
         allocator.reserve_score,
-        EXACT_NUDGE,
+        nudge,
         best_bid.numpy(),
         best_utility.numpy(),
     )

@@ -210,14 +210,14 @@ def misreport_utility(
 def _kernel_best_misreports(mechanism, world, requests, bids, outcome):
     """The exact search on the compiled rank kernel (mechanisms/rank_path.py): each bidder's
     best candidate and its utility [B, N, 1], or None where the kernel does not apply."""
-    from ega_sim.mechanisms.rank_path import kernel_best_misreports, kernel_run, uses_kernel
+    from ega_sim.mechanisms.rank_path import kernel_best_misreports, uses_kernel
 
     if not isinstance(world, SeparableClickModel) or not uses_kernel(mechanism, bids):
         return None
     allocation = None if outcome is None else outcome.allocation
     if not hasattr(allocation, "order"):  # not a rank allocation of these bids: allocate
-        allocation, _ = kernel_run(mechanism, requests, bids)
-    bid, utility = kernel_best_misreports(mechanism, world, requests, bids, allocation)
+        allocation = mechanism.run(requests, bids).allocation  # on the kernel
+    bid, utility = kernel_best_misreports(mechanism, world, requests, bids, allocation, EXACT_NUDGE)
     return bid.unsqueeze(2), utility.unsqueeze(2)
 
 
