@@ -51,7 +51,8 @@ def test_kernel_equals_torch_on_tie_heavy_profiles(scenario: str) -> None:
     bids = requests.value_per_click
     for rule in RULES:
         mechanism = make_mechanism(f"cascade/{rule}", world)
-        assert path.uses_kernel(mechanism, bids)  # 4,000 requests >= the auto threshold
+        with path.rank_path("kernel"):
+            assert path.uses_kernel(mechanism, bids)
         kernel = _run_on("kernel", mechanism, requests, bids)
         torch_path = _run_on("torch", mechanism, requests, bids)
         reference = mechanism.reference_run(requests, bids)
@@ -114,10 +115,19 @@ def test_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     small = torch.rand(path.KERNEL_MIN_REQUESTS - 1, 5, dtype=torch.float64)
     large = torch.rand(path.KERNEL_MIN_REQUESTS, 5, dtype=torch.float64)
     monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(path, "_eligible_requests", 0)
     assert path.current_mode() == "auto"
-    assert not path.uses_kernel(gsp, small) and path.uses_kernel(gsp, large)
-    assert not path.uses_kernel(gsp, large.float())  # float32: torch
+    # auto: torch until AUTO_AFTER_REQUESTS requests of eligible batches have run, then the
+    # kernel; small batches, float32 and virtual values neither count nor switch.
+    calls = -(-path.AUTO_AFTER_REQUESTS // large.shape[0])  # ceil
+    for _ in range(calls):
+        assert not path.uses_kernel(gsp, large)
+        assert not path.uses_kernel(gsp, small)
+        assert not path.uses_kernel(gsp, large.float())
+    assert path.uses_kernel(gsp, large)
+    assert not path.uses_kernel(gsp, small) and not path.uses_kernel(gsp, large.float())
     assert not path.uses_kernel(make_mechanism("myerson/gsp", world), large)  # virtual values
+    assert f"after the first {path.AUTO_AFTER_REQUESTS:,}" in path.describe()
     with path.rank_path("kernel"):
         assert path.uses_kernel(gsp, small) and "every batch" in path.describe()
         with path.rank_path("torch"):

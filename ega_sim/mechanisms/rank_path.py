@@ -7,7 +7,11 @@ float32, myerson's virtual-value ranking, a learned price, the dense and grid se
 the reference. The mode:
 
 - `auto` (default): the kernel for batches of at least KERNEL_MIN_REQUESTS requests when numba
-  imports, so that short runs never pay numba's import and the kernels' compile or cache load;
+  imports, once this process has run AUTO_AFTER_REQUESTS requests of such batches on torch (a
+  run and its regret search each count). Loading the kernels (numba's import and the compiled
+  code from its cache: about 0.7 s and 110 MB once per process; compiling, the first time on
+  a machine, about 3 s) costs about what torch spends on 200,000 requests with exact regret,
+  so a short run never pays it and a long one pays it once; the outputs are the same;
 - `kernel`: the kernel for every batch it can run (a RuntimeError if numba is missing);
 - `torch`: never the kernel.
 
@@ -25,10 +29,12 @@ import torch
 
 MODES = ("auto", "kernel", "torch")
 KERNEL_MIN_REQUESTS = 2_048
+AUTO_AFTER_REQUESTS = 250_000  # requests of eligible batches run on torch before auto loads
 ENVIRONMENT_VARIABLE = "EGA_SIM_RANK_PATH"
 _RULE_CODES = {"gsp": 0, "vcg": 1, "threshold": 2, "first": 3}  # rank_kernel's codes
 
 _mode: str | None = None  # set by `rank_path`; None: the environment variable decides
+_eligible_requests = 0  # requests of kernel-eligible batches this process has run (auto)
 
 
 def check_mode(mode: str, where: str = "rank path") -> str:
@@ -80,8 +86,12 @@ def describe() -> str:
         return "torch (sort; numba not installed)"
     import numba
 
-    size = "every batch" if mode == "kernel" else f"batches >= {KERNEL_MIN_REQUESTS:,}"
-    return f"numba {numba.__version__} kernel ({size})"
+    if mode == "kernel":
+        return f"numba {numba.__version__} kernel (every batch)"
+    return (
+        f"numba {numba.__version__} kernel (batches >= {KERNEL_MIN_REQUESTS:,} requests, after "
+        f"the first {AUTO_AFTER_REQUESTS:,} of them on torch)"
+    )
 
 
 def uses_kernel(mechanism, bids: torch.Tensor) -> bool:
@@ -97,7 +107,13 @@ def uses_kernel(mechanism, bids: torch.Tensor) -> bool:
         if not kernel_available():
             raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
         return runnable
-    return runnable and bids.shape[0] >= KERNEL_MIN_REQUESTS and kernel_available()
+    if not runnable or bids.shape[0] < KERNEL_MIN_REQUESTS:
+        return False
+    global _eligible_requests
+    if _eligible_requests < AUTO_AFTER_REQUESTS:  # a short run: torch, no kernel load
+        _eligible_requests += bids.shape[0]
+        return False
+    return kernel_available()
 
 
 def kernel_run(mechanism, requests, bids: torch.Tensor):

@@ -220,7 +220,9 @@ class RegretAccumulator:
                 regret_max = max(regret_max, float(regret[searched].max()))
         mean_positive = positive_sum / count if count else 0
         sums = {name: self.sums[name] for name in ("regret_mean", "psi")}
-        sums["psi_per_ad"] = self._per_ad_sums(count, mean_positive)
+        sums["psi_per_ad"], sample = self._per_ad_sums_and_sample(
+            count, mean_positive, active, seed
+        )
         for name in ("regret_mean_model", "psi_model"):
             sums[name] = self.sums[name]
         # sum x / sum y; NaN (null) where y sums to 0: psi when truthful bidders earn nothing
@@ -233,7 +235,6 @@ class RegretAccumulator:
         figures["regret_max"] = regret_max if pairs else math.nan
         curve = tuple(point.ratio for point in self.curve)
         curve_se = tuple(point.standard_error() for point in self.curve)
-        sample = self._regret_sample(active, seed)
         return RegretSummary(
             bidders=bidders,
             pairs=pairs,
@@ -246,32 +247,25 @@ class RegretAccumulator:
             utility_sample=sample[1],
         )
 
-    def _per_ad_sums(self, count: int, mean_positive: float) -> RatioSums:
-        """The paper's per-ad psi over ads whose utility is not tiny (>= TINY_UTILITY_SHARE
-        of the mean positive utility, over `count` searched pairs): per request, the sum of
-        regret / utility and the count."""
+    def _per_ad_sums_and_sample(self, count: int, mean_positive: float, active: int, seed: int):
+        """The second pass over the pair rows. The paper's per-ad psi over ads whose utility
+        is not tiny (>= TINY_UTILITY_SHARE of the mean positive utility, over `count` searched
+        pairs): per request, the sum of regret / utility and the count. And up to
+        REGRET_SAMPLE of the `active` searched pairs (regret or utility > 0, in request and
+        bidder order), drawn without replacement from the run's seed."""
         total = RatioSums()
         tiny = TINY_UTILITY_SHARE * mean_positive
-        for regret, utility in self._slices():
-            if not count:
-                zero = regret.new_zeros(regret.shape[0])
-                total = total + ratio_sums(zero, zero)
-                continue
-            kept = ~torch.isnan(regret) & (utility >= tiny)
-            x = torch.where(kept, regret / utility, 0.0).sum(1)
-            total = total + ratio_sums(x, kept.to(x.dtype).sum(1))
-        return total
-
-    def _regret_sample(self, active: int, seed: int):
-        """Up to REGRET_SAMPLE of the `active` searched pairs (regret or utility > 0, in
-        request and bidder order), drawn without replacement from the run's seed."""
         keep = None
         if active > REGRET_SAMPLE:
             generator = make_generator(seed, "regret_sample")
             keep = sample_positions(active, REGRET_SAMPLE, generator)
         regrets, utilities, seen = [], [], 0
         for regret, utility in self._slices():
-            chosen = ~torch.isnan(regret) & ((regret > 0) | (utility > 0))
+            searched = ~torch.isnan(regret)
+            kept = searched & (utility >= tiny) if count else torch.zeros_like(searched)
+            x = torch.where(kept, regret / utility, 0.0).sum(1)
+            total = total + ratio_sums(x, kept.to(x.dtype).sum(1))
+            chosen = searched & ((regret > 0) | (utility > 0))
             regret, utility = regret[chosen], utility[chosen]  # row-major, as one mask would
             if keep is not None:
                 here = keep[(keep >= seen) & (keep < seen + regret.numel())] - seen
@@ -279,7 +273,7 @@ class RegretAccumulator:
                 regret, utility = regret[here], utility[here]
             regrets += regret.tolist()
             utilities += utility.tolist()
-        return tuple(regrets), tuple(utilities)
+        return total, (tuple(regrets), tuple(utilities))
 
 
 def sample_positions(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
