@@ -176,9 +176,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     utility, clicks and ex-post regret (against the ground truth); --misreport none skips
     regret. --regret-bidders: the ads shown, all candidates, or each mechanism's default (the
     shown ads for ega/gr, whose misreports re-run beam search; all otherwise). The cascade's
-    gsp, vcg, threshold and first price, and their exact regret, run on a compiled numba
-    kernel for CPU chunks of >= 2,048 requests and on torch otherwise, with the same numbers
-    bit for bit; EGA_SIM_RANK_PATH=torch (or kernel) forces one path.
+    gsp, vcg, threshold and first price, and their exact regret, run on torch for the first
+    250,000 requests and then on a compiled numba kernel (CPU chunks of >= 2,048 requests),
+    with the same numbers bit for bit; EGA_SIM_RANK_PATH=torch (or kernel) forces one path.
 
     examples:
       ega-sim evaluate --scenario textbook
