@@ -165,3 +165,21 @@ def test_kernel_on_an_empty_batch() -> None:
         search = misreport_utility(MisreportSpec("exact"), mechanism, world, requests, empty)
     assert outcome.slot_bidder.shape == (0, 2) and outcome.price_per_click.shape == (0, 2)
     assert search.utility.shape == (0, 3, 1)
+
+
+def test_without_numba_everything_runs_on_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba missing: auto falls back to torch (same numbers), `kernel` is a clear error."""
+    world = make_world(position_auction(4, (1.0, 0.5)), "cpu")
+    gsp = make_mechanism("cascade/gsp", world)
+    requests = world.sample_requests(3_000, torch.Generator().manual_seed(1))
+    bids = requests.value_per_click
+    with path.rank_path("kernel"):
+        expected = gsp.run(requests, bids).price_per_click
+    monkeypatch.setattr(path, "_kernels", lambda: None)
+    monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
+    assert not path.kernel_available() and "numba not installed" in path.describe()
+    assert not path.uses_kernel(gsp, bids)
+    assert torch.equal(gsp.run(requests, bids).price_per_click, expected)
+    message = "EGA_SIM_RANK_PATH=kernel: numba is not installed"
+    with pytest.raises(RuntimeError, match=message), path.rank_path("kernel"):
+        gsp.run(requests, bids)
