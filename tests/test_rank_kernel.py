@@ -127,6 +127,10 @@ def test_which_path_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert path.uses_kernel(gsp, large)
     assert not path.uses_kernel(gsp, small) and not path.uses_kernel(gsp, large.float())
     assert not path.uses_kernel(make_mechanism("myerson/gsp", world), large)  # virtual values
+    assert not path.uses_kernel(gsp, large.clone().requires_grad_())  # autograd: torch
+    mixed = AuctionRequests(large, large.float().clamp(min=0.5))  # float32 qualities
+    assert not path.uses_kernel(gsp, large, mixed)
+    assert path.uses_kernel(gsp, large, AuctionRequests(large, large.clamp(min=0.5)))
     assert f"after the first {path.AUTO_AFTER_REQUESTS:,}" in path.describe()
     with path.rank_path("kernel"):
         assert path.uses_kernel(gsp, small) and "every batch" in path.describe()

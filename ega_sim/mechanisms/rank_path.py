@@ -94,15 +94,19 @@ def describe() -> str:
     )
 
 
-def uses_kernel(mechanism, bids: torch.Tensor) -> bool:
-    """Whether `mechanism` runs `bids` [B, N] on the kernel (module docstring)."""
+def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
+    """Whether `mechanism` runs `bids` [B, N] (of `requests`, when given) on the kernel: float64
+    CPU tensors that need no gradient (module docstring)."""
     mode = current_mode()
     rule = getattr(mechanism, "payment_rule", None)
     if mode == "torch" or not getattr(rule, "from_ranking", False) or rule.name not in _RULE_CODES:
         return False
     if not mechanism.allocator.score_function.identity:  # myerson: torch
         return False
-    runnable = bids.device.type == "cpu" and bids.dtype == torch.float64
+    tensors = [bids] if requests is None else [bids, requests.value_per_click, requests.quality]
+    runnable = all(
+        t.device.type == "cpu" and t.dtype == torch.float64 and not t.requires_grad for t in tensors
+    )
     if mode == "kernel":
         if not kernel_available():
             raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")

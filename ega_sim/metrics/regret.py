@@ -212,7 +212,7 @@ def _kernel_best_misreports(mechanism, world, requests, bids, outcome):
     best candidate and its utility [B, N, 1], or None where the kernel does not apply."""
     from ega_sim.mechanisms.rank_path import kernel_best_misreports, uses_kernel
 
-    if not isinstance(world, SeparableClickModel) or not uses_kernel(mechanism, bids):
+    if not isinstance(world, SeparableClickModel) or not uses_kernel(mechanism, bids, requests):
         return None
     allocation = None if outcome is None else outcome.allocation
     if not hasattr(allocation, "order"):  # not a rank allocation of these bids: allocate
