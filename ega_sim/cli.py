@@ -15,6 +15,7 @@ from pathlib import Path
 from ega_sim.bench import SUITES, run_suites
 from ega_sim.config.errors import ConfigError
 from ega_sim.experiments.executors import EXECUTORS
+from ega_sim.mechanisms.rank_path import current_mode
 from ega_sim.metrics.regret import MISREPORT_METHODS, REGRET_BIDDERS
 from ega_sim.threads import using_threads
 
@@ -517,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        current_mode()  # a bad EGA_SIM_RANK_PATH is refused before any work
         with using_threads(getattr(args, "threads", None), "--threads"):  # setup work too
             return args.handler(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly

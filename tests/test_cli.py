@@ -151,6 +151,17 @@ def test_errors_are_one_clear_line(capsys, argv, message):
     assert "error:" in err and message in err
 
 
+def test_a_bad_rank_path_is_one_line_before_any_work(capsys, monkeypatch):
+    monkeypatch.setenv("EGA_SIM_RANK_PATH", "fast")
+    assert main(["evaluate", "--scenario", "textbook", "--requests", "100"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "ega-sim evaluate: error: EGA_SIM_RANK_PATH: expected one of auto, kernel, torch, "
+        "got 'fast'"
+    )
+    assert captured.out == ""
+
+
 def test_help_has_examples(capsys):
     for command in ("evaluate", "simulate-logs", "train", "bench"):
         with pytest.raises(SystemExit) as exit_info:
