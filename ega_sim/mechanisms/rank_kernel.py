@@ -11,7 +11,7 @@ rank_prices.py, payments.py, metrics/regret.py), with IEEE division (error_model
 no fastmath), so outputs are equal bit for bit: tests/test_rank_kernel.py holds them equal on
 tie-heavy profiles. mechanisms/rank_path.py decides when these run.
 
-Importing this module imports numba (about half a second); kernels compile once per machine
+Importing this module imports numba (about 0.3 s); kernels compile once per machine
 (a few seconds) and are cached next to this file, or in numba's user cache when that is
 read-only.
 """
