@@ -190,6 +190,10 @@ def test_bench_prints_throughput(capsys):
     ]
     assert [r["benchmark"] for r in records] == at(1) + at(4) + tail
     assert all(r["auctions_per_second"] > 0 for r in records)
+    for record in records:  # each rank auction's record says which path ran it
+        if record["benchmark"].startswith(("no regret [", "exact regret [")):
+            expected = "numba" if "[kernel]" in record["benchmark"] else "torch (sort)"
+            assert expected in record["rank_path"]
     # each ratio is ega-sim's rate over the NumPy program's, both from this run
     rows = {(r["benchmark"], r["scenario"]): r for r in records}
     for scenario in ("bench_n10_k1", "bench_n10_k4"):

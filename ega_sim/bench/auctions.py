@@ -67,8 +67,11 @@ def _rate_record(benchmark: str, mechanism: str, world, requests: int, seconds: 
     }
 
 
-def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads, prefix=""):
-    """Auctions/s of each mechanism, alone and with exact regret."""
+def _auction_rates(
+    printer, mechanisms, world, chunks, requests, repeats, threads, prefix="", rank_path=None
+):
+    """Auctions/s of each mechanism, alone and with exact regret; `rank_path`: the rank path
+    in force, in words, recorded when given."""
     for mechanism, modes in mechanisms:
         for label, with_regret in modes:
             seconds = best_seconds(
@@ -78,6 +81,8 @@ def _auction_rates(printer, mechanisms, world, chunks, requests, repeats, thread
             )
             record = _rate_record(prefix + label, mechanism.name, world, requests, seconds, threads)
             record["microseconds_per_request"] = 1e6 * seconds / requests
+            if rank_path is not None:
+                record["rank_path"] = rank_path
             config = world.config
             what = f"{mechanism.name} n={config.n_bidders} K={config.n_slots}"
             printer.rate(record, label, what, requests, "auctions", seconds)
@@ -112,14 +117,16 @@ def run_position_bench(
 
 def _position_rates(printer, world, chunks, requests, repeats, threads, path, baseline) -> None:
     """One rank path's rates on the position bench world (run_position_bench)."""
-    from ega_sim.mechanisms.rank_path import rank_path
+    from ega_sim.mechanisms.rank_path import describe, rank_path
     from ega_sim.mechanisms.registry import make_mechanism
 
     slots = world.config.n_slots
     with rank_path(path):
         gsp = make_mechanism("cascade/gsp", world)
         modes = [(f"no regret [{path}]", False)]
-        _auction_rates(printer, [(gsp, modes)], world, chunks, requests, repeats, threads)
+        described = describe()  # e.g. "numba 0.68.1 kernel (every batch)", in the records
+        rates = (world, chunks, requests, repeats, threads, "", described)
+        _auction_rates(printer, [(gsp, modes)], *rates)
         ours = dict(printer.records[-1], benchmark=f"no regret [{path}]: ratio")
         _ratio(printer, ours, ours["seconds"], baseline)
         names = ["cascade/gsp"] + (["cascade/vcg"] if slots > 1 else [])
@@ -127,7 +134,7 @@ def _position_rates(printer, world, chunks, requests, repeats, threads, path, ba
         mechanisms = [
             (make_mechanism(name, world), [(f"exact regret [{path}]", True)]) for name in names
         ]
-        _auction_rates(printer, mechanisms, world, chunks, requests, repeats, threads)
+        _auction_rates(printer, mechanisms, *rates)
 
 
 def _numpy_auction_seconds(chunks, n_slots: int, repeats: int) -> float:

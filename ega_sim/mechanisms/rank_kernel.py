@@ -33,6 +33,16 @@ def _maximum(a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _slot_drops(slot_ctr):
+    """alpha_l - alpha_(l+1) for each slot l [K] (alpha_(K+1) = 0), as payments.py takes them."""
+    n_slots = slot_ctr.shape[0]
+    drop = np.empty(n_slots)
+    for slot in range(n_slots):
+        drop[slot] = slot_ctr[slot] - (slot_ctr[slot + 1] if slot + 1 < n_slots else 0.0)
+    return drop
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def rank_auction(
     quality,  # [B, N] float64
     bids,  # [B, N] float64
@@ -52,9 +62,7 @@ def rank_auction(
     batch, n_bidders = bids.shape
     ranks = order.shape[1]
     n_slots = slot_ctr.shape[0]
-    drop = np.empty(n_slots)  # alpha_l - alpha_(l+1)
-    for slot in range(n_slots):
-        drop[slot] = slot_ctr[slot] - (slot_ctr[slot + 1] if slot + 1 < n_slots else 0.0)
+    drop = _slot_drops(slot_ctr)
     plain_vcg = reserve <= 0.0 and reserve_score <= 0.0  # max(welfare, floor) = welfare
     lane_score = np.empty((n_bidders, LANES))  # a block of requests, bidder-major
     lane_bidder = np.empty((n_bidders, LANES), dtype=np.int64)
@@ -159,9 +167,7 @@ def best_misreports(
     batch, n_bidders = bids.shape
     ranks = order.shape[1]
     n_slots = slot_ctr.shape[0]
-    drop = np.empty(n_slots)
-    for slot in range(n_slots):
-        drop[slot] = slot_ctr[slot] - (slot_ctr[slot + 1] if slot + 1 < n_slots else 0.0)
+    drop = _slot_drops(slot_ctr)
     rank_of = np.empty(n_bidders, dtype=np.int64)
     competitor = np.empty(n_slots, dtype=np.int64)
     competitor_score = np.empty(n_slots)
