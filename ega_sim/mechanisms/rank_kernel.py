@@ -43,9 +43,23 @@ def _slot_drops(slot_ctr):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _scores(quality, bids, reserve, reserve_score, score):
+    """score = q * b, -inf below a reserve, over the whole [B, N] batch in one flat (vectorized)
+    pass; False if a bid is not a finite number >= 0."""
+    flat_bids, flat_quality, flat_score = bids.reshape(-1), quality.reshape(-1), score.reshape(-1)
+    n_bad = 0
+    for k in range(flat_bids.shape[0]):
+        bid = flat_bids[k]
+        n_bad += not ((bid >= 0.0) & (bid < np.inf))
+        s = flat_quality[k] * bid
+        flat_score[k] = s if (bid >= reserve) & (s >= reserve_score) else -np.inf
+    return n_bad == 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def rank_auction(
-    quality,  # [B, N] float64
-    bids,  # [B, N] float64
+    quality,  # [B, N] float64, C-contiguous
+    bids,  # [B, N] float64, C-contiguous
     slot_ctr,  # [K] the allocator's alpha_k
     rule,  # GSP, VCG, THRESHOLD or FIRST
     reserve,
@@ -58,90 +72,100 @@ def rank_auction(
     price,  # out [B, K] per click, 0 on empty slots
 ):
     """Allocate and price B requests; returns BAD_BID (outputs unspecified) if a bid is not a
-    finite number >= 0, else 0."""
+    finite number >= 0, else 0.
+
+    Every loop over `lane` (a block's requests) is a straight-line select that LLVM vectorizes.
+    """
     batch, n_bidders = bids.shape
     ranks = order.shape[1]
     n_slots = slot_ctr.shape[0]
     drop = _slot_drops(slot_ctr)
     plain_vcg = reserve <= 0.0 and reserve_score <= 0.0  # max(welfare, floor) = welfare
-    lane_score = np.empty((n_bidders, LANES))  # a block of requests, bidder-major
-    lane_bidder = np.empty((n_bidders, LANES), dtype=np.int64)
+    if not _scores(quality, bids, reserve, reserve_score, score):
+        return BAD_BID
+    block_score = np.full((n_bidders, LANES), -np.inf)  # [N, LANES] the block's scores
+    # The top T so far [K + 1, LANES], best first; rows >= T stay -inf (nobody ranked there).
+    top = np.full((n_slots + 1, LANES), -np.inf)
+    top_bidder = np.zeros((n_slots + 1, LANES), dtype=np.int64)
+    carry = np.empty(LANES)  # what an insertion pushes down a rank
+    carry_bidder = np.empty(LANES, dtype=np.int64)
+    winner_quality = np.empty((n_slots, LANES))
+    winner_price = np.empty((n_slots, LANES))
+    own = np.empty(LANES)  # the winner's own reserve per click
+    floor = np.empty(LANES)  # VCG's welfare floor
+    total = np.empty(LANES)
     for start in range(0, batch, LANES):
         lanes = min(LANES, batch - start)
-        bad = False
         for i in range(n_bidders):
             for lane in range(lanes):
-                bid = bids[start + lane, i]
-                bad |= (bid < 0.0) | (bid != bid) | (bid == np.inf)
-                s = quality[start + lane, i] * bid
-                s = s if (bid >= reserve) & (s >= reserve_score) else -np.inf
-                score[start + lane, i] = s
-                lane_score[i, lane] = s
-                lane_bidder[i, lane] = i
-        if bad:
-            return BAD_BID
-        # Bubble passes of compare-and-swap, each lane a request: pass t brings the best of
-        # ranks t.. to rank t. "Better" is a higher score, or an equal one and a lower index:
-        # a strict total order, so the first T ranks are exactly the stable sort's.
-        for rank in range(ranks):
-            for j in range(n_bidders - 1, rank, -1):
+                block_score[i, lane] = score[start + lane, i]
+        # Insertion, bidder by bidder in index order: bidder i goes above every rank whose
+        # score is strictly lower (so ties keep the lower index first, as the stable sort)
+        # and pushes those ranks down one; the first T ranks are exactly the sort's.
+        for i in range(n_bidders):
+            for lane in range(LANES):
+                carry[lane] = block_score[i, lane]
+                carry_bidder[lane] = i
+            for rank in range(min(i, ranks)):
+                for lane in range(LANES):
+                    ranked, ranked_bidder = top[rank, lane], top_bidder[rank, lane]
+                    pushed, pushed_bidder = carry[lane], carry_bidder[lane]
+                    below = block_score[i, lane] > ranked  # rank moves down, carry takes it
+                    top[rank, lane] = pushed if below else ranked
+                    top_bidder[rank, lane] = pushed_bidder if below else ranked_bidder
+                    carry[lane] = ranked if below else pushed
+                    carry_bidder[lane] = ranked_bidder if below else pushed_bidder
+            if i < ranks:
+                top[i] = carry
+                top_bidder[i] = carry_bidder
+        # Prices per click (rank_prices.py): slot k's winner faces the bidder ranked k + 1.
+        for slot in range(n_slots):
+            q, paid = winner_quality[slot], winner_price[slot]
+            for lane in range(lanes):
+                q[lane] = quality[start + lane, top_bidder[slot, lane]]
+            if rule == FIRST:
                 for lane in range(lanes):
-                    score_a, score_b = lane_score[j - 1, lane], lane_score[j, lane]
-                    bidder_a, bidder_b = lane_bidder[j - 1, lane], lane_bidder[j, lane]
-                    swap = (score_b > score_a) | ((score_b == score_a) & (bidder_b < bidder_a))
-                    lane_score[j - 1, lane] = score_b if swap else score_a
-                    lane_score[j, lane] = score_a if swap else score_b
-                    lane_bidder[j - 1, lane] = bidder_b if swap else bidder_a
-                    lane_bidder[j, lane] = bidder_a if swap else bidder_b
+                    paid[lane] = bids[start + lane, top_bidder[slot, lane]]
+                continue
+            for lane in range(lanes):  # RankByScoreAllocator.own_reserve
+                own[lane] = reserve
+                if reserve_score > -np.inf:
+                    own[lane] = _maximum(reserve, reserve_score / q[lane])
+            if rule == GSP:
+                for lane in range(lanes):
+                    paid[lane] = _maximum(top[slot + 1, lane] / q[lane], own[lane])
+                continue
+            # sum_{l >= slot} drop_l * (what rank l + 1 forces), from the last slot up
+            total[:] = 0.0
+            if rule == VCG:
+                for lane in range(lanes):
+                    f = q[lane] * reserve
+                    floor[lane] = f if f >= reserve_score else reserve_score
+            for later in range(n_slots - 1, slot - 1, -1):
+                for lane in range(lanes):
+                    s = top[later + 1, lane]
+                    if rule == VCG:  # the welfare q * b of rank l + 1 is its score (0 if none)
+                        welfare = s if s > -np.inf else 0.0
+                        welfare = welfare if plain_vcg else _maximum(welfare, floor[lane])
+                        total[lane] += welfare * drop[later]
+                    else:
+                        total[lane] += _maximum(s / q[lane], own[lane]) * drop[later]
+            for lane in range(lanes):
+                if rule == VCG:
+                    paid[lane] = total[lane] / (slot_ctr[slot] * q[lane])
+                else:
+                    paid[lane] = total[lane] / slot_ctr[slot]
         for rank in range(ranks):
             for lane in range(lanes):
-                order[start + lane, rank] = lane_bidder[rank, lane]
-                top_score[start + lane, rank] = lane_score[rank, lane]
-        # Prices (rank_prices.py): slot k's winner faces the bidder ranked k + 1.
-        for b in range(start, start + lanes):
-            for slot in range(n_slots):
-                if not (slot < ranks and top_score[b, slot] > -np.inf):
-                    slot_bidder[b, slot] = -1
-                    slot_ctr_model[b, slot] = 0.0
-                    price[b, slot] = 0.0
-                    continue
-                winner = order[b, slot]
-                q = quality[b, winner]
-                slot_bidder[b, slot] = winner
-                slot_ctr_model[b, slot] = slot_ctr[slot] * q
-                if rule == FIRST:
-                    price[b, slot] = bids[b, winner]
-                    continue
-                own = reserve  # RankByScoreAllocator.own_reserve
-                if reserve_score > -np.inf:
-                    own = _maximum(reserve, reserve_score / q)
-                if rule == VCG:
-                    floor = q * reserve
-                    floor = floor if floor >= reserve_score else reserve_score
-                total = 0.0  # sum_{l >= slot} drop_l * per_slot_l, from the last slot up
-                last = slot if rule == GSP else n_slots - 1
-                for later in range(last, slot - 1, -1):
-                    below = later + 1
-                    present = below < ranks and top_score[b, below] > -np.inf
-                    if rule == VCG:
-                        welfare = 0.0
-                        if present:
-                            c = order[b, below]
-                            welfare = quality[b, c] * bids[b, c]
-                        total += (welfare if plain_vcg else _maximum(welfare, floor)) * drop[later]
-                        continue
-                    needed = (top_score[b, below] if below < ranks else -np.inf) / q
-                    threshold = _maximum(needed, own)
-                    if rule == GSP:
-                        total = threshold
-                    else:
-                        total += threshold * drop[later]
-                if rule == GSP:
-                    price[b, slot] = total
-                elif rule == VCG:
-                    price[b, slot] = total / (slot_ctr[slot] * q)
-                else:
-                    price[b, slot] = total / slot_ctr[slot]
+                order[start + lane, rank] = top_bidder[rank, lane]
+                top_score[start + lane, rank] = top[rank, lane]
+        for slot in range(n_slots):
+            for lane in range(lanes):
+                shown = top[slot, lane] > -np.inf
+                slot_bidder[start + lane, slot] = top_bidder[slot, lane] if shown else -1
+                ctr = slot_ctr[slot] * winner_quality[slot, lane]
+                slot_ctr_model[start + lane, slot] = ctr if shown else 0.0
+                price[start + lane, slot] = winner_price[slot, lane] if shown else 0.0
     return 0
 
 
@@ -149,11 +173,10 @@ def rank_auction(
 def best_misreports(
     values,  # [B, N] value per click
     quality,  # [B, N]
-    bids,  # [B, N] the profile the others' bids come from
-    score,  # [B, N] the allocation's scores at `bids`
-    order,  # [B, T] its first T ranks
+    order,  # [B, T] the allocation's first T ranks
+    top_score,  # [B, T] their scores
     slot_ctr,  # [K] the allocator's alpha_k (prices)
-    click_ctr,  # [K] the world's slot CTRs (utility: clicks = q * click_ctr[slot])
+    click_ctr,  # tuple of K floats: the world's slot CTRs (clicks = q * click_ctr[slot])
     rule,
     reserve,
     reserve_score,
@@ -163,78 +186,115 @@ def best_misreports(
 ):
     """Each bidder's best utility over the exact candidates (0 and just above each of its K
     thresholds, the others' bids fixed): `RankMechanism.unilateral` on `candidate_misreports`,
-    maximized over candidates, without the [B, N, K + 1] tensors."""
-    batch, n_bidders = bids.shape
+    maximized over candidates, without the [B, N, K + 1] tensors.
+
+    `click_ctr` is a tuple so that K is part of the compiled type: the candidate loop's loops
+    over slots unroll and it runs in registers, vectorized over a block's requests.
+    """
+    batch, n_bidders = values.shape
     ranks = order.shape[1]
-    n_slots = slot_ctr.shape[0]
+    n_slots = len(click_ctr)
     drop = _slot_drops(slot_ctr)
-    rank_of = np.empty(n_bidders, dtype=np.int64)
-    competitor = np.empty(n_slots, dtype=np.int64)
-    competitor_score = np.empty(n_slots)
-    wins_ties = np.empty(n_slots, dtype=np.bool_)  # competitor j ranks above at equal scores
-    threshold = np.empty(n_slots)
-    slot_price = np.empty(n_slots)  # price per click of each slot (gsp, vcg, threshold)
-    for b in range(batch):
-        scale = values[b, 0]
+    # The block's first T ranks [K + 2, LANES]; rows >= T: nobody (score -inf, bidder N).
+    top = np.full((n_slots + 2, LANES), -np.inf)
+    top_bidder = np.full((n_slots + 2, LANES), n_bidders, dtype=np.int64)
+    floor_step = np.zeros(LANES)  # the candidate above a threshold of 0
+    value, q = np.zeros(LANES), np.zeros(LANES)  # bidder i's, per request of the block
+    own = np.zeros(LANES)  # its own reserve per click
+    rank = np.zeros(LANES, dtype=np.int64)  # its rank (T if below the first T)
+    # What bidder i faces at each slot j [K, LANES]: the j-th of the others in rank order.
+    competitor_score = np.zeros((n_slots, LANES))
+    wins_ties = np.zeros((n_slots, LANES), dtype=np.int64)  # that competitor's index < i
+    threshold = np.zeros((n_slots, LANES))  # lowest own bid that wins slot j or better
+    slot_price = np.zeros((n_slots, LANES))  # price per click at slot j (gsp, vcg, threshold)
+    floor, total = np.zeros(LANES), np.zeros(LANES)
+    top_bid, top_utility = np.zeros(LANES), np.zeros(LANES)
+    for start in range(0, batch, LANES):
+        lanes = min(LANES, batch - start)
+        for t in range(ranks):
+            for lane in range(lanes):
+                top[t, lane] = top_score[start + lane, t]
+                top_bidder[t, lane] = order[start + lane, t]
+        for lane in range(lanes):  # candidate_misreports' floor step, from the largest value
+            scale = values[start + lane, 0]
+            for i in range(n_bidders):
+                scale = _maximum(scale, values[start + lane, i])
+            floor_step[lane] = nudge * scale if scale > 0 else np.nextafter(scale, np.inf)
         for i in range(n_bidders):
-            rank_of[i] = ranks
-            scale = _maximum(scale, values[b, i])
-        for position in range(ranks):
-            rank_of[order[b, position]] = position
-        floor_step = nudge * scale if scale > 0 else np.nextafter(scale, np.inf)
-        for i in range(n_bidders):
-            q = quality[b, i]
-            value = values[b, i]
-            own = reserve  # RankByScoreAllocator.own_reserve
-            if reserve_score > -np.inf:
-                own = _maximum(reserve, reserve_score / q)
+            for lane in range(lanes):
+                value[lane] = values[start + lane, i]
+                q[lane] = quality[start + lane, i]
+            for lane in range(lanes):  # RankByScoreAllocator.own_reserve
+                own[lane] = reserve
+                if reserve_score > -np.inf:
+                    own[lane] = _maximum(reserve, reserve_score / q[lane])
+                rank[lane] = ranks
+            for t in range(ranks):
+                for lane in range(lanes):
+                    rank[lane] = t if top_bidder[t, lane] == i else rank[lane]
             for j in range(n_slots):
-                position = j + 1 if j >= rank_of[i] else j
-                c = order[b, position] if position < ranks else n_bidders
-                cs = score[b, c] if position < ranks else -np.inf
-                competitor[j] = c
-                competitor_score[j] = cs
-                threshold[j] = _maximum(cs / q, own)
-                wins_ties[j] = c < i
+                for lane in range(lanes):
+                    # Both loads first, then a select of values: a select of loads compiles
+                    # to one load from a selected address, which LLVM cannot vectorize.
+                    at, after = top[j, lane], top[j + 1, lane]
+                    bidder_at, bidder_after = top_bidder[j, lane], top_bidder[j + 1, lane]
+                    shifted = j >= rank[lane]  # i ranks above: its j-th competitor is j + 1
+                    competitor_score[j, lane] = after if shifted else at
+                    wins_ties[j, lane] = (bidder_after if shifted else bidder_at) < i
+                for lane in range(lanes):
+                    threshold[j, lane] = _maximum(competitor_score[j, lane] / q[lane], own[lane])
             if rule == GSP:
                 for j in range(n_slots):
-                    slot_price[j] = threshold[j]
-            elif rule == VCG:
-                floor = q * reserve
-                floor = floor if floor >= reserve_score else reserve_score
-                total = 0.0
+                    for lane in range(lanes):
+                        slot_price[j, lane] = threshold[j, lane]
+            elif rule == VCG or rule == THRESHOLD:  # sums from the last slot up
+                for lane in range(lanes):
+                    f = q[lane] * reserve
+                    floor[lane] = f if f >= reserve_score else reserve_score
+                    total[lane] = 0.0
                 for j in range(n_slots - 1, -1, -1):
-                    c = competitor[j]
-                    welfare = 0.0
-                    if competitor_score[j] > -np.inf:
-                        welfare = quality[b, c] * bids[b, c]
-                    total += _maximum(welfare, floor) * drop[j]
-                    slot_price[j] = total / (slot_ctr[j] * q)
-            elif rule == THRESHOLD:
-                total = 0.0
-                for j in range(n_slots - 1, -1, -1):
-                    total += threshold[j] * drop[j]
-                    slot_price[j] = total / slot_ctr[j]
-            top_bid, top_utility = 0.0, 0.0
-            for candidate in range(n_slots + 1):
-                if candidate == 0:
+                    for lane in range(lanes):
+                        if rule == VCG:  # the competitor's welfare q * b is its score
+                            cs = competitor_score[j, lane]
+                            welfare = cs if cs > -np.inf else 0.0
+                            total[lane] += _maximum(welfare, floor[lane]) * drop[j]
+                        else:
+                            total[lane] += threshold[j, lane] * drop[j]
+                    for lane in range(lanes):
+                        if rule == VCG:
+                            slot_price[j, lane] = total[lane] / (slot_ctr[j] * q[lane])
+                        else:
+                            slot_price[j, lane] = total[lane] / slot_ctr[j]
+            for lane in range(LANES):  # every lane: a fixed trip count, vectorized
+                bidder_q, bidder_value = q[lane], value[lane]
+                lane_bid, lane_utility = 0.0, 0.0
+                for candidate in range(n_slots + 1):
                     bid = 0.0
-                else:
-                    t = threshold[candidate - 1]
-                    bid = t * (1 + nudge) if t > 0 else floor_step
-                own_score = q * bid
-                # slot_for_bid's count of keys > own score, where a competitor that wins ties
-                # has key nextafter(s, inf): nextafter(s, inf) > own iff s >= own.
-                above = 0
-                for j in range(n_slots):
-                    cs = competitor_score[j]
-                    above += (cs > own_score) | (wins_ties[j] & (cs == own_score))
-                utility = 0.0 * value  # no slot: no clicks, no price
-                if (bid >= reserve) & (own_score >= reserve_score) & (above < n_slots):
-                    paid = bid if rule == FIRST else slot_price[above]
-                    utility = q * click_ctr[above] * (value - paid)
-                if candidate == 0 or utility > top_utility:  # the first of equal maxima
-                    top_bid, top_utility = bid, utility
-            best_bid[b, i] = top_bid
-            best_utility[b, i] = top_utility
+                    if candidate > 0:
+                        t = threshold[candidate - 1, lane]
+                        bid = t * (1 + nudge) if t > 0 else floor_step[lane]
+                    own_score = bidder_q * bid
+                    # slot_for_bid: the competitors ranked above the bid (a higher score, or
+                    # an equal one and a lower index) are a prefix of the list, so the slot is
+                    # the first j whose competitor is not; its price and CTR are read there.
+                    above, paid, ctr = 0, bid, 0.0
+                    for j in range(n_slots):
+                        cs = competitor_score[j, lane]
+                        ahead = (cs > own_score) | ((wins_ties[j, lane] != 0) & (cs == own_score))
+                        here = (above == j) & ~ahead
+                        price_here, ctr_here = slot_price[j, lane], click_ctr[j]
+                        paid = price_here if here & (rule != FIRST) else paid
+                        ctr = ctr_here if here else ctr
+                        above += ahead
+                    shown = (bid >= reserve) & (own_score >= reserve_score) & (above < n_slots)
+                    utility = 0.0 * bidder_value  # no slot: no clicks, no price
+                    if shown:
+                        utility = bidder_q * ctr * (bidder_value - paid)
+                    if candidate == 0 or utility > lane_utility:  # the first of equal maxima
+                        lane_bid, lane_utility = bid, utility
+                top_bid[lane] = lane_bid
+                top_utility[lane] = lane_utility
+            for lane in range(lanes):
+                best_bid[start + lane, i] = top_bid[lane]
+                best_utility[start + lane, i] = top_utility[lane]
     return 0

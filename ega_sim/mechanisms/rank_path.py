@@ -129,7 +129,7 @@ def kernel_run(mechanism, requests, bids: torch.Tensor):
     batch, n_bidders = bids.shape
     n_slots = allocator.n_slots
     ranks = min(n_bidders, n_slots + 1)
-    score = torch.empty_like(bids)  # [B, N]
+    score = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N], C-contiguous like the others
     order = torch.empty((batch, ranks), dtype=torch.long)  # [B, T]
     top_score = torch.empty((batch, ranks), dtype=bids.dtype)  # [B, T]
     slot_bidder = torch.empty((batch, n_slots), dtype=torch.long)  # [B, K]
@@ -166,11 +166,10 @@ def kernel_best_misreports(
     _kernels().best_misreports(
         requests.value_per_click.contiguous().numpy(),
         requests.quality.contiguous().numpy(),
-        bids.contiguous().numpy(),
-        allocation.score.contiguous().numpy(),
         allocation.order.contiguous().numpy(),
+        allocation.top_score.contiguous().numpy(),
         allocator._slot_ctr(bids).numpy(),
-        world.slot_ctr.to(bids.dtype).contiguous().numpy(),
+        tuple(world.slot_ctr.tolist()),  # a tuple: K is compiled in (rank_kernel.py)
         _RULE_CODES[mechanism.payment_rule.name],
         allocator.reserve_per_click,
         allocator.reserve_score,
