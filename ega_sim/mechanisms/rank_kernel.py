@@ -247,7 +247,7 @@ def best_misreports(
                 for j in range(n_slots):
                     for lane in range(lanes):
                         slot_price[j, lane] = threshold[j, lane]
-            elif rule == VCG or rule == THRESHOLD:  # sums from the last slot up
+            elif rule != FIRST:  # vcg, threshold: sums from the last slot up
                 for lane in range(lanes):
                     f = q[lane] * reserve
                     floor[lane] = f if f >= reserve_score else reserve_score
