@@ -455,10 +455,10 @@ def _bench(args: argparse.Namespace) -> int:
     One line per measurement. Suites: position (auctions/s of rank mechanisms at K = 1 and
     --slots, with and without exact regret, beside a minimal batched NumPy program of the same
     auction and of evaluate, measured in the same run, with their ratio; on the CPU each rank
-    auction is timed on both paths, [kernel]: the compiled numba kernel (a compare-and-swap
-    network over blocks of requests, prices and exact regret fused), [torch]: the stable sort
-    with prices from the top K + 1 ranks; myerson and a GPU run torch), memory (peak memory
-    of evaluate with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed
+    auction is timed on both paths, [kernel]: the compiled numba kernel (an insertion network
+    vectorized over blocks of requests, prices and exact regret fused), [torch]: the stable
+    sort with prices from the top K + 1 ranks; myerson and a GPU run torch), memory (peak
+    memory of evaluate with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed
     (requests/s of evaluate for the learned cascade/gsp on feed_small), logs (simulate-logs on
     feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's
     inference and training), envs (AdAuction-v0 steps/s); default: position and feed; all:

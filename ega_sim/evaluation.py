@@ -159,16 +159,19 @@ class RunningMoments:
 
     def add(self, per_request: torch.Tensor) -> None:
         x = per_request.double()
-        size = x.numel()
-        if size == 0:
+        if x.numel() == 0:
             return
         chunk_mean = float(x.mean())
-        chunk_deviations = float(((x - chunk_mean) ** 2).sum())
+        self.add_chunk(x.numel(), chunk_mean, float(x.sum()), float(((x - chunk_mean) ** 2).sum()))
+
+    def add_chunk(self, size: int, chunk_mean: float, chunk_total: float, chunk_deviations: float):
+        """Pool a chunk of `size` values given its mean, sum and squared deviations about its
+        mean (`add_series` computes them for many series at once)."""
         if self.n:
             delta = chunk_mean - self.mean
             chunk_deviations += delta * delta * self.n * size / (self.n + size)
         self.n += size
-        self.total += float(x.sum())
+        self.total += chunk_total
         self.deviations += chunk_deviations
 
     @property
@@ -180,6 +183,20 @@ class RunningMoments:
         if self.n < 2:
             return self.mean, math.nan
         return self.mean, math.sqrt(self.deviations / (self.n - 1) / self.n)
+
+
+def add_series(moments: dict[str, RunningMoments], series: dict[str, torch.Tensor]) -> None:
+    """`moments[name].add(series[name])` for every name, with one reduction of the stacked
+    [S, B] series per statistic instead of S of them (the same sums, bit for bit)."""
+    stacked = torch.stack([x.double() for x in series.values()])  # [S, B]
+    size = stacked.shape[1]
+    if size == 0:
+        return
+    chunk_mean = stacked.mean(1)  # [S]
+    deviations = ((stacked - chunk_mean.unsqueeze(1)) ** 2).sum(1)  # [S]
+    summary = zip(chunk_mean.tolist(), stacked.sum(1).tolist(), deviations.tolist(), strict=True)
+    for name, (mean, total, squares) in zip(series, summary, strict=True):
+        moments.setdefault(name, RunningMoments()).add_chunk(size, mean, total, squares)
 
 
 def _measure_chunk(
@@ -287,8 +304,7 @@ def evaluate_detailed(
             batch = block.slice(start - block_start, stop - block_start)
             regret_here = with_regret and start < regret_requests
             series = _measure_chunk(spec, mechanism, world, batch, regret_here)
-            for key in PER_REQUEST:
-                moments.setdefault(key, RunningMoments()).add(series.pop(key))
+            add_series(moments, {key: series.pop(key) for key in PER_REQUEST})
             if regret_here:
                 regrets.add(series)
         del block, batch, series  # the draws: let them go before the summary

@@ -47,3 +47,9 @@ def test_numpy_evaluate_matches_the_closed_form_of_one_slot() -> None:
     expected = np.trapezoid(1.0 - cdf**2, grid)
     assert abs(mean[1] - expected) <= 4.5 * se[1] + 1e-5
     assert math.isclose(mean[2], mean[1] - mean[0], rel_tol=1e-9)
+    # One slot, two bidders with scores > 0: exactly one ad, and GSP charges at most the bid.
+    assert (mean[4], se[4], mean[5], se[5]) == (1.0, 0.0, 0.0, 0.0)
+    # Clicks are the winner's quality: E[q_w] = 2 E[q1 F(q1 v1)], F the cdf of q v above.
+    v = (np.arange(2_000) + 0.5) / 2_000
+    expected_clicks = 2.0 * (q * np.interp(q * v[None, :], grid, cdf)).mean()
+    assert abs(mean[3] - expected_clicks) <= 4.5 * se[3] + 1e-5

@@ -75,6 +75,32 @@ def test_kernel_equals_torch_on_tie_heavy_profiles(scenario: str) -> None:
         assert torch.equal(alone.utility, fast.utility)
 
 
+@pytest.mark.parametrize(
+    ("n_bidders", "slot_ctr"), [(12, (1.0, 0.9, 0.8, 0.6, 0.5, 0.4, 0.2, 0.1)), (2, (1.0,) * 7)]
+)
+def test_kernel_equals_torch_at_many_slots(n_bidders: int, slot_ctr: tuple[float, ...]) -> None:
+    """K is compiled into the regret search (its loops over slots unroll): K = 8 and K = 7
+    with equal CTRs and two bidders, on a batch that is not a multiple of a block (LANES) and
+    given as a non-contiguous (transposed) tensor, agree with torch too."""
+    config = position_auction(n_bidders, slot_ctr, reserve=0.125, ecpm_floor=0.0625)
+    world = make_world(config, "cpu")
+    tied = tie_heavy(n_bidders, 1.0, seed=zlib.crc32(f"kernel/K{len(slot_ctr)}".encode()))
+    rows = 2_011  # 31 blocks of 64 and 27 requests
+    values = tied.value_per_click[:rows].T.contiguous().T  # same numbers, column-major
+    requests = AuctionRequests(values, tied.quality[:rows])
+    assert not values.is_contiguous()
+    for rule in RULES:
+        mechanism = make_mechanism(f"cascade/{rule}", world)
+        kernel = _run_on("kernel", mechanism, requests, values)
+        torch_path = _run_on("torch", mechanism, requests, values)
+        assert torch.equal(kernel.allocation.order, torch_path.allocation.order), rule
+        assert torch.equal(kernel.allocation.score, torch_path.allocation.score), rule
+        assert torch.equal(kernel.price_per_click, torch_path.price_per_click), rule
+        fast = _search_on("kernel", mechanism, world, requests, values, kernel)
+        slow = _search_on("torch", mechanism, world, requests, values, torch_path)
+        assert torch.equal(fast.utility[..., 0], slow.utility.max(dim=2).values), rule
+
+
 def test_the_profiles_tie_and_reach_every_branch() -> None:
     """The property test is not vacuous: exact score ties among the top K + 1, empty slots,
     bidders below a reserve, and searches that find regret all occur."""

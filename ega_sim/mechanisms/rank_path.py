@@ -9,8 +9,9 @@ the reference. The mode:
 - `auto` (default): the kernel for batches of at least KERNEL_MIN_REQUESTS requests when numba
   imports, once this process has run AUTO_AFTER_REQUESTS requests of such batches on torch (a
   run and its regret search each count). Loading the kernels (numba's import and the compiled
-  code from its cache: about 0.7 s and 110 MB once per process; compiling, the first time on
-  a machine, about 3 s) costs about what torch spends on 200,000 requests with exact regret,
+  code from its cache: about 0.5 s and 110 MB once per process; compiling, the first time on
+  a machine, about 8 s, and 3 s for the regret search at each new number of slots K) costs
+  about what torch spends on 200,000 requests with exact regret,
   so a short run never pays it and a long one pays it once; the outputs are the same;
 - `kernel`: the kernel for every batch it can run (a RuntimeError if numba is missing);
 - `torch`: never the kernel.

@@ -38,7 +38,7 @@ class Uniform:
 
     def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         unit = torch.rand(shape, generator=generator, dtype=torch.float64)
-        return self.low + (self.high - self.low) * unit
+        return unit.mul_(self.high - self.low).add_(self.low)  # low + (high - low) * u, in place
 
     def cdf(self, v: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(v, float) - self.low) / (self.high - self.low), 0.0, 1.0)
@@ -65,7 +65,7 @@ class LogNormal:
 
     def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         normal = torch.randn(shape, generator=generator, dtype=torch.float64)
-        return torch.exp(self.mean + self.sigma * normal)
+        return normal.mul_(self.sigma).add_(self.mean).exp_()  # exp(mean + sigma * z), in place
 
     def _z(self, v: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
