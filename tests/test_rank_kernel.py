@@ -213,3 +213,15 @@ def test_without_numba_everything_runs_on_torch(monkeypatch: pytest.MonkeyPatch)
     message = "EGA_SIM_RANK_PATH=kernel: numba is not installed"
     with pytest.raises(RuntimeError, match=message), path.rank_path("kernel"):
         gsp.run(requests, bids)
+
+
+def test_regret_search_refuses_a_world_with_other_slots() -> None:
+    """The search compiles K from the world's CTRs: an allocator with another K is an error
+    that names both, not a silent read past the slots."""
+    two_slots = make_world(position_auction(4, (1.0, 0.5)), "cpu")
+    three_slots = make_world(position_auction(4, (1.0, 0.5, 0.25)), "cpu")
+    mechanism = make_mechanism("cascade/gsp", three_slots)
+    requests = two_slots.sample_requests(100, torch.Generator().manual_seed(2))
+    bids = requests.value_per_click
+    with pytest.raises(ValueError, match="the world has 2 slots, the allocator 3"):
+        _search_on("kernel", mechanism, two_slots, requests, bids, None)

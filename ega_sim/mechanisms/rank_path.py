@@ -160,17 +160,24 @@ def kernel_best_misreports(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each bidder's best exact-candidate misreport and its utility, both [B, N], in a
     separable world (`world.slot_ctr` [K]); `allocation`: the RankAllocation of `bids`;
-    `nudge`: the candidates' relative step above a threshold (metrics.regret.EXACT_NUDGE)."""
+    `nudge`: the candidates' relative step above a threshold (metrics.regret.EXACT_NUDGE).
+    ValueError if the world and the allocator have different numbers of slots."""
     allocator = mechanism.allocator
-    best_bid = torch.empty_like(bids)  # [B, N]
-    best_utility = torch.empty_like(bids)  # [B, N]
+    click_ctr = tuple(world.slot_ctr.tolist())  # a tuple: K is compiled in (rank_kernel.py)
+    if len(click_ctr) != allocator.n_slots:
+        raise ValueError(
+            f"{mechanism.name}: the world has {len(click_ctr)} slots, the allocator "
+            f"{allocator.n_slots}"
+        )
+    best_bid = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N]
+    best_utility = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N]
     _kernels().best_misreports(
         requests.value_per_click.contiguous().numpy(),
         requests.quality.contiguous().numpy(),
         allocation.order.contiguous().numpy(),
         allocation.top_score.contiguous().numpy(),
         allocator._slot_ctr(bids).numpy(),
-        tuple(world.slot_ctr.tolist()),  # a tuple: K is compiled in (rank_kernel.py)
+        click_ctr,
         _RULE_CODES[mechanism.payment_rule.name],
         allocator.reserve_per_click,
         allocator.reserve_score,
