@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
+import numpy as np
 import torch
 
 MODES = ("auto", "kernel", "torch")
@@ -121,6 +122,20 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     return kernel_available()
 
 
+def _rows(buffer: torch.Tensor, batch: int, *widths: int) -> list[torch.Tensor]:
+    """`buffer` [B * sum(widths)] cut into C-contiguous [B, width] views, one per width."""
+    return [
+        part.view(batch, width)
+        for part, width in zip(buffer.split([batch * w for w in widths]), widths, strict=True)
+    ]
+
+
+@cache
+def _ctr_array(slot_ctr: tuple[float, ...]) -> np.ndarray:
+    """alpha_k [K] as float64, made once per allocator's CTRs (the kernels never write it)."""
+    return np.array(slot_ctr, dtype=np.float64)
+
+
 def kernel_run(mechanism, requests, bids: torch.Tensor):
     """`RankMechanism.run`'s allocation and prices per click [B, K] on the kernel, or None if
     a bid is not a finite number >= 0 (the caller raises check_bids' error)."""
@@ -130,25 +145,27 @@ def kernel_run(mechanism, requests, bids: torch.Tensor):
     batch, n_bidders = bids.shape
     n_slots = allocator.n_slots
     ranks = min(n_bidders, n_slots + 1)
-    score = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N], C-contiguous like the others
-    order = torch.empty((batch, ranks), dtype=torch.long)  # [B, T]
-    top_score = torch.empty((batch, ranks), dtype=bids.dtype)  # [B, T]
-    slot_bidder = torch.empty((batch, n_slots), dtype=torch.long)  # [B, K]
-    slot_ctr_model = torch.empty((batch, n_slots), dtype=bids.dtype)  # [B, K]
-    price = torch.empty((batch, n_slots), dtype=bids.dtype)  # [B, K]
+    # Two allocations instead of six, cut into C-contiguous [B, width] views.
+    floats = torch.empty(batch * (n_bidders + ranks + 2 * n_slots), dtype=bids.dtype)
+    score, top_score, slot_ctr_model, price = _rows(
+        floats, batch, n_bidders, ranks, n_slots, n_slots
+    )
+    order, slot_bidder = _rows(
+        torch.empty(batch * (ranks + n_slots), dtype=torch.long), batch, ranks, n_slots
+    )
     status = _kernels().rank_auction(
         requests.quality.contiguous().numpy(),
         bids.contiguous().numpy(),
-        allocator._slot_ctr(bids).numpy(),
+        _ctr_array(allocator.slot_ctr_values),
         _RULE_CODES[mechanism.payment_rule.name],
         allocator.reserve_per_click,
         allocator.reserve_score,
-        score.numpy(),
-        order.numpy(),
-        top_score.numpy(),
-        slot_bidder.numpy(),
-        slot_ctr_model.numpy(),
-        price.numpy(),
+        score.numpy(),  # [B, N]: q * g(b), -inf below a reserve
+        order.numpy(),  # [B, T]
+        top_score.numpy(),  # [B, T]
+        slot_bidder.numpy(),  # [B, K]
+        slot_ctr_model.numpy(),  # [B, K]
+        price.numpy(),  # [B, K]
     )
     if status:
         return None
@@ -176,7 +193,7 @@ def kernel_best_misreports(
         requests.quality.contiguous().numpy(),
         allocation.order.contiguous().numpy(),
         allocation.top_score.contiguous().numpy(),
-        allocator._slot_ctr(bids).numpy(),
+        _ctr_array(allocator.slot_ctr_values),
         click_ctr,
         _RULE_CODES[mechanism.payment_rule.name],
         allocator.reserve_per_click,
