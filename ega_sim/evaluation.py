@@ -164,7 +164,9 @@ class RunningMoments:
         chunk_mean = float(x.mean())
         self.add_chunk(x.numel(), chunk_mean, float(x.sum()), float(((x - chunk_mean) ** 2).sum()))
 
-    def add_chunk(self, size: int, chunk_mean: float, chunk_total: float, chunk_deviations: float):
+    def add_chunk(
+        self, size: int, chunk_mean: float, chunk_total: float, chunk_deviations: float
+    ) -> None:
         """Pool a chunk of `size` values given its mean, sum and squared deviations about its
         mean (`add_series` computes them for many series at once)."""
         if self.n:

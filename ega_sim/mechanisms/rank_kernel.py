@@ -78,7 +78,8 @@ def rank_auction(
     """Allocate and price B requests; returns BAD_BID (outputs unspecified) if a bid is not a
     finite number >= 0, else 0.
 
-    Every loop over `lane` (a block's requests) is a straight-line select that LLVM vectorizes.
+    The loops over `lane` (a block's requests) are branch-free selects: LLVM vectorizes the
+    selection network and the prices; the gathers of the winners' q and b stay scalar.
     """
     batch, n_bidders = bids.shape
     ranks = order.shape[1]
