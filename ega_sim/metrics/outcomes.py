@@ -36,7 +36,7 @@ def measure_outcome(
     shown = slot_bidder >= 0
     index = slot_bidder.clamp(min=0)
     value = requests.value_per_click.gather(1, index)  # [B, K]
-    bid = bids.gather(1, index)
+    bid = value if bids is requests.value_per_click else bids.gather(1, index)  # truthful: same
     price = outcome.price_per_click
     utility_per_slot = torch.where(shown, (value - price) * expected_clicks, 0.0)
     violation = shown & (price > bid * (1 + IR_TOLERANCE) + IR_TOLERANCE)
