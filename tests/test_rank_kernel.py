@@ -225,3 +225,41 @@ def test_regret_search_refuses_a_world_with_other_slots() -> None:
     bids = requests.value_per_click
     with pytest.raises(ValueError, match="the world has 2 slots, the allocator 3"):
         _search_on("kernel", mechanism, two_slots, requests, bids, None)
+
+
+def test_the_load_check_passes_here_and_catches_a_changed_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mechanisms/rank_kernel_check.py: the kernels agree with torch at K = 1 and 3 on this
+    machine; a price one float step off makes the check fail."""
+    from ega_sim.mechanisms import rank_kernel_check as check
+
+    assert check.kernels_agree_with_torch(1) and check.kernels_agree_with_torch(3)
+    kernel_run = path.kernel_run
+
+    def one_step_off(mechanism, requests, bids):
+        allocation, price = kernel_run(mechanism, requests, bids)
+        return allocation, torch.nextafter(price, price.new_tensor(torch.inf))
+
+    monkeypatch.setattr(path, "kernel_run", one_step_off)
+    assert not check.kernels_agree_with_torch.__wrapped__(3)  # uncached: the check itself
+
+
+def test_a_kernel_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed check: auto runs torch with a warning that says why; `kernel` is an error."""
+    from ega_sim.mechanisms import rank_kernel_check as check
+
+    world = make_world(position_auction(5, (1.0, 0.5)), "cpu")
+    gsp = make_mechanism("cascade/gsp", world)
+    large = torch.rand(path.KERNEL_MIN_REQUESTS, 5, dtype=torch.float64)
+    monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
+    assert path.uses_kernel(gsp, large)
+    monkeypatch.setattr(check, "kernels_agree_with_torch", lambda n_slots: False)
+    path._warn_once.cache_clear()
+    message = "disagrees with the torch reference on this machine at K = 2 slots"
+    with pytest.warns(RuntimeWarning, match=message + r".*running torch"):
+        assert not path.uses_kernel(gsp, large)
+    refused = "EGA_SIM_RANK_PATH=kernel: the compiled rank kernel"
+    with pytest.raises(RuntimeError, match=refused), path.rank_path("kernel"):
+        path.uses_kernel(gsp, large)
