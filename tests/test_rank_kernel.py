@@ -230,11 +230,15 @@ def test_regret_search_refuses_a_world_with_other_slots() -> None:
 def test_the_load_check_passes_here_and_catches_a_changed_output(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """mechanisms/rank_kernel_check.py: the kernels agree with torch at K = 1 and 3 on this
-    machine; a price one float step off makes the check fail."""
+    """mechanisms/rank_kernel_check.py: the kernels agree with torch here (one slot; three
+    slots with a reserve and an eCPM floor); a price one float step off fails the check."""
     from ega_sim.mechanisms import rank_kernel_check as check
 
-    assert check.kernels_agree_with_torch(1) and check.kernels_agree_with_torch(3)
+    one_slot = make_world(position_auction(4, (1.0,)), "cpu")
+    assert check.kernels_agree_with_torch(make_mechanism("cascade/gsp", one_slot))
+    config = position_auction(6, (1.0, 0.6, 0.3), reserve=0.25, ecpm_floor=0.125)
+    vcg = make_mechanism("cascade/vcg", make_world(config, "cpu"))
+    assert check.kernels_agree_with_torch(vcg)
     kernel_run = path.kernel_run
 
     def one_step_off(mechanism, requests, bids):
@@ -242,24 +246,31 @@ def test_the_load_check_passes_here_and_catches_a_changed_output(
         return allocation, torch.nextafter(price, price.new_tensor(torch.inf))
 
     monkeypatch.setattr(path, "kernel_run", one_step_off)
-    assert not check.kernels_agree_with_torch.__wrapped__(3)  # uncached: the check itself
+    assert not check.kernels_agree_with_torch(vcg)
 
 
 def test_a_kernel_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failed check: auto runs torch with a warning that says why; `kernel` is an error."""
+    """A failed check: auto runs torch (the run and the regret search) with a warning that says
+    why, once; `kernel` is an error."""
     from ega_sim.mechanisms import rank_kernel_check as check
 
     world = make_world(position_auction(5, (1.0, 0.5)), "cpu")
     gsp = make_mechanism("cascade/gsp", world)
-    large = torch.rand(path.KERNEL_MIN_REQUESTS, 5, dtype=torch.float64)
+    requests = world.sample_requests(path.KERNEL_MIN_REQUESTS, torch.Generator().manual_seed(3))
+    bids = requests.value_per_click
+    with path.rank_path("torch"):
+        expected = gsp.run(requests, bids)
     monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
     monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
-    assert path.uses_kernel(gsp, large)
-    monkeypatch.setattr(check, "kernels_agree_with_torch", lambda n_slots: False)
-    path._warn_once.cache_clear()
-    message = "disagrees with the torch reference on this machine at K = 2 slots"
+    monkeypatch.setattr(check, "_checked", {})
+    monkeypatch.setattr(check, "kernels_agree_with_torch", lambda mechanism: False)
+    check._warn_once.cache_clear()
+    message = "disagrees with the torch reference on this machine for cascade/gsp with K = 2"
     with pytest.warns(RuntimeWarning, match=message + r".*running torch"):
-        assert not path.uses_kernel(gsp, large)
+        outcome = gsp.run(requests, bids)
+    assert torch.equal(outcome.price_per_click, expected.price_per_click)
+    search = misreport_utility(MisreportSpec("exact"), gsp, world, requests, bids, outcome=outcome)
+    assert search.utility.shape == (*bids.shape, 3)  # torch's K + 1 candidates, not the kernel's 1
     refused = "EGA_SIM_RANK_PATH=kernel: the compiled rank kernel"
     with pytest.raises(RuntimeError, match=refused), path.rank_path("kernel"):
-        path.uses_kernel(gsp, large)
+        gsp.run(requests, bids)

@@ -67,7 +67,7 @@ class RankMechanism:
         on the compiled kernel where mechanisms/rank_path.py says so and in torch otherwise
         (mechanisms/rank_prices.py); other rules (paynet) price from each winner's view."""
         check_bid_shape(bids, requests)
-        if uses_kernel(self, bids, requests):
+        if uses_kernel(self, bids, requests) and self.kernel_trusted():
             priced = kernel_run(self, requests, bids)
             if priced is not None:
                 return Outcome(*priced)
@@ -78,6 +78,13 @@ class RankMechanism:
             price = winner_prices(self.allocator, rule, requests, bids, allocation)
             return Outcome(allocation, price)
         return self._priced_by_views(requests, bids, allocation)
+
+    def kernel_trusted(self) -> bool:
+        """Whether the compiled kernels reproduce torch for this mechanism on this machine
+        (checked once per configuration: mechanisms/rank_kernel_check.py)."""
+        from ega_sim.mechanisms.rank_kernel_check import kernel_trusted
+
+        return kernel_trusted(self)
 
     def reference_run(self, requests: AuctionRequests, bids: torch.Tensor) -> Outcome:
         """`run` with every price read off the winner's `BidderView`: the reference that

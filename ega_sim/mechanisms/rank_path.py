@@ -16,10 +16,8 @@ the reference. The mode:
 - `kernel`: the kernel for every batch it can run (a RuntimeError if numba is missing);
 - `torch`: never the kernel.
 
-Before a process first runs the kernels at K slots, they must give torch's outputs bit for bit
-on a small tie-heavy batch (mechanisms/rank_kernel_check.py, about 20 ms per K): numba compiles
-for this machine's CPU, and LLVM has miscompiled one formulation of the selection network. If
-they do not, auto runs torch with a RuntimeWarning and `kernel` is a RuntimeError.
+A mechanism also asks `RankMechanism.kernel_trusted` before its first kernel run: the kernels
+must reproduce torch bit for bit on a small batch on this machine (rank_kernel_check.py).
 
 Set it with the environment variable EGA_SIM_RANK_PATH or, in Python, `with rank_path("torch"):`.
 """
@@ -27,7 +25,6 @@ Set it with the environment variable EGA_SIM_RANK_PATH or, in Python, `with rank
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -118,8 +115,6 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     if mode == "kernel":
         if not kernel_available():
             raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
-        if runnable and not _agrees_with_torch(mechanism):
-            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: {_disagreement(mechanism)}")
         return runnable
     if not runnable or bids.shape[0] < KERNEL_MIN_REQUESTS:
         return False
@@ -127,34 +122,7 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     if _eligible_requests < AUTO_AFTER_REQUESTS:  # a short run: torch, no kernel load
         _eligible_requests += bids.shape[0]
         return False
-    if not kernel_available():
-        return False
-    if not _agrees_with_torch(mechanism):
-        _warn_once(_disagreement(mechanism) + "; running torch")
-        return False
-    return True
-
-
-def _agrees_with_torch(mechanism) -> bool:
-    """The kernels' check at the mechanism's K (mechanisms/rank_kernel_check.py)."""
-    from ega_sim.mechanisms.rank_kernel_check import kernels_agree_with_torch
-
-    return kernels_agree_with_torch(mechanism.allocator.n_slots)
-
-
-def _disagreement(mechanism) -> str:
-    import numba
-
-    return (
-        f"the compiled rank kernel (numba {numba.__version__}) disagrees with the torch "
-        f"reference on this machine at K = {mechanism.allocator.n_slots} slots "
-        "(mechanisms/rank_kernel_check.py)"
-    )
-
-
-@cache
-def _warn_once(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return kernel_available()
 
 
 def _rows(buffer: torch.Tensor, batch: int, *widths: int) -> list[torch.Tensor]:
