@@ -158,17 +158,13 @@ class RunningMoments:
     deviations: float = 0.0  # sum of (x - mean)^2
 
     def add(self, per_request: torch.Tensor) -> None:
-        x = per_request.double()
-        if x.numel() == 0:
-            return
-        chunk_mean = float(x.mean())
-        self.add_chunk(x.numel(), chunk_mean, float(x.sum()), float(((x - chunk_mean) ** 2).sum()))
+        add_series({"x": self}, {"x": per_request})
 
     def add_chunk(
         self, size: int, chunk_mean: float, chunk_total: float, chunk_deviations: float
     ) -> None:
         """Pool a chunk of `size` values given its mean, sum and squared deviations about its
-        mean (`add_series` computes them for many series at once)."""
+        mean (what `add_series` computes)."""
         if self.n:
             delta = chunk_mean - self.mean
             chunk_deviations += delta * delta * self.n * size / (self.n + size)
@@ -188,8 +184,9 @@ class RunningMoments:
 
 
 def add_series(moments: dict[str, RunningMoments], series: dict[str, torch.Tensor]) -> None:
-    """`moments[name].add(series[name])` for every name, with one reduction of the stacked
-    [S, B] series per statistic instead of S of them (the same sums, bit for bit)."""
+    """Add each chunk series [B] to `moments[name]` (made if missing), with one reduction of
+    the stacked [S, B] series per statistic instead of S of them (the same sums, bit for bit,
+    as one series at a time)."""
     stacked = torch.stack([x.double() for x in series.values()])  # [S, B]
     size = stacked.shape[1]
     if size == 0:

@@ -106,10 +106,7 @@ def run_position_bench(
         world = _bench_world(n_bidders, slots, device)
         chunks = _chunks(world, requests)
         baseline = _numpy_auction_seconds(chunks, slots, repeats)
-        label = "numpy baseline (no regret)"
-        record = _rate_record(label, "numpy gsp", world, requests, baseline, threads)
-        what = f"numpy gsp n={n_bidders} K={slots}"
-        printer.rate(record, label, what, requests, "auctions", baseline)
+        _numpy_rate(printer, "numpy baseline (no regret)", world, requests, baseline, threads)
         for path in paths:
             _position_rates(printer, world, chunks, requests, repeats, threads, path, baseline)
     _evaluate_against_numpy(printer, requests, n_bidders, n_slots, repeats, threads, device)
@@ -150,20 +147,18 @@ def _numpy_auction_seconds(chunks, n_slots: int, repeats: int) -> float:
     return best_seconds(work, repeats, None)
 
 
-def _compare(printer, label, world, count, baseline_seconds, ours_seconds, threads) -> None:
-    """A NumPy baseline's rate, and ega-sim's rate over it."""
-    record = {
-        "benchmark": label,
-        "scenario": world.config.name,
-        "requests": count,
-        "threads": threads,
-        "device": "cpu",
-        "seconds": baseline_seconds,
-        "auctions_per_second": count / baseline_seconds,
-    }
+def _numpy_rate(printer, label, world, count, seconds, threads) -> dict:
+    """Print and record a NumPy baseline's rate on `world`'s auction; the record."""
+    record = _rate_record(label, "numpy gsp", world, count, seconds, threads)
     config = world.config
     what = f"numpy gsp n={config.n_bidders} K={config.n_slots}"
-    printer.rate(record, label, what, count, "auctions", baseline_seconds)
+    printer.rate(record, label, what, count, "auctions", seconds)
+    return record
+
+
+def _compare(printer, label, world, count, baseline_seconds, ours_seconds, threads) -> None:
+    """A NumPy baseline's rate, and ega-sim's rate over it."""
+    record = _numpy_rate(printer, label, world, count, baseline_seconds, threads)
     _ratio(printer, dict(record, benchmark=f"{label}: ratio"), ours_seconds, baseline_seconds)
 
 

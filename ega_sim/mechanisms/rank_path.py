@@ -16,8 +16,8 @@ the reference. The mode:
 - `kernel`: the kernel for every batch it can run (a RuntimeError if numba is missing);
 - `torch`: never the kernel.
 
-A mechanism also asks `RankMechanism.kernel_trusted` before its first kernel run: the kernels
-must reproduce torch bit for bit on a small batch on this machine (rank_kernel_check.py).
+Either mode uses the kernels for a mechanism only once `RankMechanism.kernel_trusted` says they
+reproduce torch bit for bit on a small batch on this machine (rank_kernel_check.py).
 
 Set it with the environment variable EGA_SIM_RANK_PATH or, in Python, `with rank_path("torch"):`.
 """
@@ -101,7 +101,8 @@ def describe() -> str:
 
 def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     """Whether `mechanism` runs `bids` [B, N] (of `requests`, when given) on the kernel: float64
-    CPU tensors that need no gradient (module docstring)."""
+    CPU tensors that need no gradient (module docstring), once the kernels are trusted for it
+    (`RankMechanism.kernel_trusted`)."""
     mode = current_mode()
     rule = getattr(mechanism, "payment_rule", None)
     if mode == "torch" or not getattr(rule, "from_ranking", False) or rule.name not in _RULE_CODES:
@@ -115,14 +116,14 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     if mode == "kernel":
         if not kernel_available():
             raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
-        return runnable
+        return runnable and mechanism.kernel_trusted()
     if not runnable or bids.shape[0] < KERNEL_MIN_REQUESTS:
         return False
     global _eligible_requests
     if _eligible_requests < AUTO_AFTER_REQUESTS:  # a short run: torch, no kernel load
         _eligible_requests += bids.shape[0]
         return False
-    return kernel_available()
+    return kernel_available() and mechanism.kernel_trusted()
 
 
 def _rows(buffer: torch.Tensor, batch: int, *widths: int) -> list[torch.Tensor]:
