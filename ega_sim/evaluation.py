@@ -213,8 +213,7 @@ def _measure_chunk(
     else:
         ad_clicks = world.expected_clicks(batch, outcome.allocation)
     measured = measure_outcome(batch, bids, outcome, ad_clicks)
-    shown = outcome.allocation.shown
-    model_clicks = torch.where(shown, outcome.allocation.slot_ctr_model, 0.0)  # [B, K]
+    shown = outcome.allocation.shown if market else None
     nan = torch.full_like(measured.revenue, math.nan)
     series = {
         "revenue": measured.revenue,
@@ -226,8 +225,8 @@ def _measure_chunk(
         "img_clicks": torch.where(shown, clicks.img_clicks, 0.0).sum(1) if market else nan,
         "feed_clicks": clicks.poi_clicks.sum(1) if market else measured.clicks,
         "gmv": clicks.gmv.sum(1) if market else nan,
-        "model_clicks": model_clicks.sum(1),
-        "model_revenue": (outcome.price_per_click * model_clicks).sum(1),
+        "model_clicks": measured.model_clicks,
+        "model_revenue": measured.model_revenue,
     }
     if with_regret:
         series |= regret_series(

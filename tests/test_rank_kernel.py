@@ -274,3 +274,91 @@ def test_a_kernel_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) ->
     refused = "EGA_SIM_RANK_PATH=kernel: the compiled rank kernel"
     with pytest.raises(RuntimeError, match=refused), path.rank_path("kernel"):
         gsp.run(requests, bids)
+
+
+def _random_outcome(batch: int, n_bidders: int, n_slots: int, seed: int):
+    """Requests, bids above and below the values (IR violations), and an outcome with empty
+    slots, prices and expected clicks on small grids (ties, zeros)."""
+    from ega_sim.mechanisms.base import Allocation, Outcome
+
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 5, (batch, n_bidders), generator=generator).double() / 4
+    bids = values + torch.randint(-1, 2, (batch, n_bidders), generator=generator).double() / 8
+    shown = torch.rand((batch, n_bidders), generator=generator).argsort(1)[:, :n_slots]
+    empty = torch.rand((batch, n_slots), generator=generator) < 0.3
+    slot_bidder = torch.where(empty, -1, shown)  # [B, K]
+    price = torch.randint(0, 6, (batch, n_slots), generator=generator).double() / 5
+    clicks = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
+    outcome = Outcome(Allocation(slot_bidder, clicks), torch.where(empty, 0.0, price))
+    requests = AuctionRequests(values, torch.ones_like(values))
+    return requests, bids, outcome, torch.where(empty, 0.0, clicks)
+
+
+@pytest.mark.parametrize("n_slots", [1, 3, 4, 5, 8])
+def test_outcome_kernel_equals_torch(n_slots: int) -> None:
+    """measure_outcome on the kernel gives torch's revenue, welfare, clicks, ads, utilities and
+    IR violations bit for bit (more than 4 slots: torch's own order of summation), truthful
+    (bids are the values) or not."""
+    from ega_sim.metrics.outcomes import measure_outcome
+
+    requests, bids, outcome, clicks = _random_outcome(3_000, n_slots + 2, n_slots, n_slots)
+    for bidding in (requests.value_per_click, bids):
+        results = []
+        for mode in ("kernel", "torch"):
+            with path.rank_path(mode):
+                results.append(measure_outcome(requests, bidding, outcome, clicks))
+        kernel, reference = (dataclasses.asdict(result) for result in results)
+        for name, expected in reference.items():
+            assert torch.equal(kernel[name], expected), name
+    assert reference["ir_violations"].sum() > 0 and (outcome.slot_bidder < 0).any()
+
+
+def test_which_path_measures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto measures on the kernel once rank auctions run there (and numba is loaded), and
+    only float64 CPU tensors; `kernel` always, `torch` never."""
+    values = torch.rand(path.KERNEL_MIN_REQUESTS, 4, dtype=torch.float64)
+    slots = values[:, :2]
+    monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(path, "_eligible_requests", 0)
+    assert not path.measures_on_kernel(values, values, slots, slots)
+    monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
+    assert path.measures_on_kernel(values, values, slots, slots)
+    assert not path.measures_on_kernel(values[:-1], values[:-1], slots[:-1], slots[:-1])
+    assert not path.measures_on_kernel(values, values, slots.float(), slots)
+    with path.rank_path("kernel"):
+        assert path.measures_on_kernel(values[:1], values[:1], slots[:1], slots[:1])
+    with path.rank_path("torch"):
+        assert not path.measures_on_kernel(values, values, slots, slots)
+
+
+def test_an_outcome_kernel_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome kernel's check catches a revenue one float step off: auto measures on torch
+    with a warning, `kernel` is an error."""
+    from ega_sim.mechanisms import rank_kernel_check as check
+    from ega_sim.metrics import outcomes
+
+    requests, bids, outcome, clicks = _random_outcome(path.KERNEL_MIN_REQUESTS, 6, 3, 4)
+    with path.rank_path("torch"):
+        expected = outcomes.measure_outcome(requests, bids, outcome, clicks)
+    on_kernel = outcomes._measure_on_kernel
+
+    def one_step_off(*args):
+        measured = on_kernel(*args)
+        revenue = torch.nextafter(measured.revenue, measured.revenue.new_tensor(torch.inf))
+        return dataclasses.replace(measured, revenue=revenue)
+
+    monkeypatch.setattr(outcomes, "_measure_on_kernel", one_step_off)
+    monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
+    outcomes._kernel_trusted.cache_clear()
+    check._warn_once.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="outcome kernel .* disagrees.*running torch"):
+            measured = outcomes.measure_outcome(requests, bids, outcome, clicks)
+        assert torch.equal(measured.revenue, expected.revenue)
+        outcomes._kernel_trusted.cache_clear()
+        refused = "EGA_SIM_RANK_PATH=kernel: the compiled outcome kernel"
+        with pytest.raises(RuntimeError, match=refused), path.rank_path("kernel"):
+            outcomes.measure_outcome(requests, bids, outcome, clicks)
+    finally:
+        outcomes._kernel_trusted.cache_clear()  # the next test checks the real kernel again

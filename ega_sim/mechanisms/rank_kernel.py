@@ -1,18 +1,20 @@
 """Compiled (numba) kernels of the cascade's rank auctions: no sort, no [B, K, K] views.
 
 `rank_auction` scores the batch in one flat pass, then takes blocks of LANES requests: each
-request's top T = min(N, K + 1) bidders come from an insertion network (bidders in index
-order, each pushing the ranks it strictly beats down one, so ties go to the lower index:
-exactly torch's stable descending sort cut to T), and the winners' prices from those ranks.
-`best_misreports` gives every bidder's best unilateral misreport among the exact candidates
-of metrics/regret.py, reusing that allocation. Every loop over a block's lanes is a
-straight-line select that LLVM vectorizes (4 requests per instruction with AVX2); the
-candidate search has K compiled in (a tuple argument), so its loops over slots unroll and it
-runs in registers. The score is q * b (the identity g of `cascade`; a virtual-value g stays on
-torch, where its knot lookups are no slower). Every float operation is the one the torch
-reference does, in the same order (mechanisms/rank.py, rank_prices.py, payments.py,
-metrics/regret.py), with IEEE division (error_model="numpy", no fastmath), so outputs are
-equal bit for bit: tests/test_rank_kernel.py holds them equal on tie-heavy profiles.
+request's top T = min(N, K + 1) bidders come from an insertion network (bidders in index order,
+each pushing the ranks it strictly beats down one, so ties go to the lower index: exactly
+torch's stable descending sort cut to T), and the winners' prices from those ranks.
+`best_misreports` gives every bidder's best unilateral misreport among the exact candidates of
+metrics/regret.py, reusing that allocation; `outcome_terms` does metrics/outcomes.py's per-slot
+work for any outcome. The loops over a block's lanes are straight-line selects that LLVM
+vectorizes (4 requests per instruction with AVX2), but for the candidate search, which has K
+compiled in (a tuple argument): its loops over candidates and slots unroll, and it runs in
+registers, one request at a time (LLVM's vectorizer takes innermost loops only). The score is
+q * b (the identity g of `cascade`; a virtual-value g stays on torch, where its knot lookups are
+no slower). Every float operation is the one the torch reference does, in the same order
+(mechanisms/rank.py, rank_prices.py, payments.py, metrics/regret.py), with IEEE division
+(error_model="numpy", no fastmath), so outputs are equal bit for bit: tests/test_rank_kernel.py
+holds them equal on tie-heavy profiles.
 mechanisms/rank_path.py decides when these run.
 
 Importing this module imports numba (about 0.3 s); the kernels compile once per machine
@@ -194,7 +196,7 @@ def best_misreports(
     maximized over candidates, without the [B, N, K + 1] tensors.
 
     `click_ctr` is a tuple so that K is part of the compiled type: the candidate loop's loops
-    over slots unroll and it runs in registers, vectorized over a block's requests.
+    over candidates and slots unroll and it runs in registers (module docstring).
     """
     batch, n_bidders = values.shape
     ranks = order.shape[1]
@@ -212,6 +214,7 @@ def best_misreports(
     wins_ties = np.zeros((n_slots, LANES), dtype=np.int64)  # that competitor's index < i
     threshold = np.zeros((n_slots, LANES))  # lowest own bid that wins slot j or better
     slot_price = np.zeros((n_slots, LANES))  # price per click at slot j (gsp, vcg, threshold)
+    slot_utility = np.zeros((n_slots, LANES))  # q * CTR_j * (value - price_j)
     floor, total = np.zeros(LANES), np.zeros(LANES)
     top_bid, top_utility = np.zeros(LANES), np.zeros(LANES)
     for start in range(0, batch, LANES):
@@ -270,8 +273,13 @@ def best_misreports(
                             slot_price[j, lane] = total[lane] / (slot_ctr[j] * q[lane])
                         else:
                             slot_price[j, lane] = total[lane] / slot_ctr[j]
-            for lane in range(LANES):  # every lane: a fixed trip count, vectorized
+            for j in range(n_slots):  # the utility of landing in slot j (but first price)
+                for lane in range(LANES):
+                    margin = value[lane] - slot_price[j, lane]
+                    slot_utility[j, lane] = (q[lane] * click_ctr[j]) * margin
+            for lane in range(LANES):  # scalar: its loops over candidates and slots unroll
                 bidder_q, bidder_value = q[lane], value[lane]
+                nothing = 0.0 * bidder_value  # no slot: no clicks, no price
                 lane_bid, lane_utility = 0.0, 0.0
                 for candidate in range(n_slots + 1):
                     bid = 0.0
@@ -279,22 +287,20 @@ def best_misreports(
                         t = threshold[candidate - 1, lane]
                         bid = t * (1 + nudge) if t > 0 else floor_step[lane]
                     own_score = bidder_q * bid
-                    # slot_for_bid: the competitors ranked above the bid (a higher score, or
-                    # an equal one and a lower index) are a prefix of the list, so the slot is
-                    # the first j whose competitor is not; its price and CTR are read there.
-                    above, paid, ctr = 0, bid, 0.0
-                    for j in range(n_slots):
+                    # slot_for_bid: the bid's slot is the first j whose competitor is not
+                    # ranked above it (a higher score, or an equal one and a lower index);
+                    # from the last slot up, the utility there (none below every slot).
+                    utility = nothing
+                    for j in range(n_slots - 1, -1, -1):
                         cs = competitor_score[j, lane]
                         ahead = (cs > own_score) | ((wins_ties[j, lane] != 0) & (cs == own_score))
-                        here = (above == j) & ~ahead
-                        price_here, ctr_here = slot_price[j, lane], click_ctr[j]
-                        paid = price_here if here & (rule != FIRST) else paid
-                        ctr = ctr_here if here else ctr
-                        above += ahead
-                    shown = (bid >= reserve) & (own_score >= reserve_score) & (above < n_slots)
-                    utility = 0.0 * bidder_value  # no slot: no clicks, no price
-                    if shown:
-                        utility = bidder_q * ctr * (bidder_value - paid)
+                        if rule == FIRST:
+                            here = (bidder_q * click_ctr[j]) * (bidder_value - bid)
+                        else:
+                            here = slot_utility[j, lane]
+                        utility = utility if ahead else here
+                    shown = (bid >= reserve) & (own_score >= reserve_score)
+                    utility = utility if shown else nothing
                     if candidate == 0 or utility > lane_utility:  # the first of equal maxima
                         lane_bid, lane_utility = bid, utility
                 top_bid[lane] = lane_bid
@@ -303,3 +309,47 @@ def best_misreports(
                 best_bid[start + lane, i] = top_bid[lane]
                 best_utility[start + lane, i] = top_utility[lane]
     return 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def outcome_terms(
+    slot_bidder,  # [B, K] int64, -1 empty
+    price,  # [B, K] per click
+    clicks,  # [B, K] expected clicks
+    model_ctr,  # [B, K] the allocation's own CTRs
+    values,  # [B, N] value per click
+    bids,  # [B, N]
+    ir_tolerance,  # metrics.outcomes.IR_TOLERANCE
+    terms,  # out [5, B, K]: price x clicks; value x clicks if shown, else 0; clicks; model
+    # clicks (the model CTR if shown, else 0); price x model clicks
+    ad_count,  # out [B] ads shown
+    utility,  # out [B, N] (value - price) x clicks of each shown bidder, else 0
+    ir_violations,  # out [B] shown bidders whose price exceeds the bid beyond ir_tolerance
+):
+    """metrics/outcomes.measure_outcome's per-slot and per-bidder work for any outcome, in one
+    pass: the same float operations, so equal bit for bit; the caller sums `terms` over slots
+    with torch (whose order of summation over more than 4 slots is its own)."""
+    batch, n_slots = slot_bidder.shape
+    n_bidders = values.shape[1]
+    for r in range(batch):
+        for i in range(n_bidders):
+            utility[r, i] = 0.0
+        ads, violations = 0, 0
+        for k in range(n_slots):
+            bidder = slot_bidder[r, k]
+            shown = bidder >= 0
+            index = bidder if shown else 0
+            value, bid = values[r, index], bids[r, index]
+            paid, click = price[r, k], clicks[r, k]
+            terms[0, r, k] = paid * click
+            terms[1, r, k] = value * click if shown else 0.0
+            terms[2, r, k] = click
+            model_click = model_ctr[r, k] if shown else 0.0
+            terms[3, r, k] = model_click
+            terms[4, r, k] = paid * model_click
+            if shown:
+                utility[r, bidder] = (value - paid) * click
+                ads += 1
+                violations += paid > bid * (1 + ir_tolerance) + ir_tolerance
+        ad_count[r] = ads
+        ir_violations[r] = violations

@@ -26,8 +26,6 @@ def kernel_trusted(mechanism) -> bool:
     """Whether `mechanism` (a cascade RankMechanism) may run on the kernels: True once they
     agree with torch for its configuration; otherwise a RuntimeWarning (once) and False in the
     auto mode, a RuntimeError in the `kernel` mode (mechanisms/rank_path.py)."""
-    from ega_sim.mechanisms.rank_path import ENVIRONMENT_VARIABLE, current_mode
-
     allocator = mechanism.allocator
     key = (
         mechanism.payment_rule.name,
@@ -41,11 +39,18 @@ def kernel_trusted(mechanism) -> bool:
         return True
     import numba
 
-    message = (
+    return distrust(
         f"the compiled rank kernel (numba {numba.__version__}) disagrees with the torch "
         f"reference on this machine for {mechanism.name} with K = {allocator.n_slots} slots "
         "(mechanisms/rank_kernel_check.py)"
     )
+
+
+def distrust(message: str) -> bool:
+    """A kernel that disagrees with torch (`message` says which): False with a RuntimeWarning
+    (once) in the auto mode, a RuntimeError in the `kernel` mode."""
+    from ega_sim.mechanisms.rank_path import ENVIRONMENT_VARIABLE, current_mode
+
     if current_mode() == "kernel":
         raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: {message}")
     _warn_once(message + "; running torch")
@@ -54,7 +59,7 @@ def kernel_trusted(mechanism) -> bool:
 
 @cache
 def _warn_once(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
 def kernels_agree_with_torch(mechanism) -> bool:

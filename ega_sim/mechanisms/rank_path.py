@@ -110,9 +110,7 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     if not mechanism.allocator.score_function.identity:  # myerson: torch
         return False
     tensors = [bids] if requests is None else [bids, requests.value_per_click, requests.quality]
-    runnable = all(
-        t.device.type == "cpu" and t.dtype == torch.float64 and not t.requires_grad for t in tensors
-    )
+    runnable = _runnable(tensors)
     if mode == "kernel":
         if not kernel_available():
             raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
@@ -124,6 +122,32 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
         _eligible_requests += bids.shape[0]
         return False
     return kernel_available() and mechanism.kernel_trusted()
+
+
+def _runnable(tensors) -> bool:
+    """Whether the kernels can take these tensors: float64, on the CPU, needing no gradient."""
+    return all(
+        t.device.type == "cpu" and t.dtype == torch.float64 and not t.requires_grad for t in tensors
+    )
+
+
+def measures_on_kernel(values: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """Whether `measure_outcome` may take the kernel for `values` [B, N] and the outcome's
+    other tensors: float64 CPU tensors that need no gradient, in the `kernel` mode, or in
+    `auto` once this process runs rank auctions on the kernel (so no other run loads numba
+    for it)."""
+    mode = current_mode()
+    if mode == "torch" or not _runnable([values, *tensors]):
+        return False
+    if mode == "kernel":
+        if not kernel_available():
+            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
+        return True
+    return (
+        values.shape[0] >= KERNEL_MIN_REQUESTS
+        and _eligible_requests >= AUTO_AFTER_REQUESTS
+        and kernel_available()
+    )
 
 
 def _rows(buffer: torch.Tensor, batch: int, *widths: int) -> list[torch.Tensor]:
@@ -207,3 +231,31 @@ def kernel_best_misreports(
         best_utility.numpy(),
     )
     return best_bid, best_utility
+
+
+def kernel_outcome(
+    values: torch.Tensor, bids: torch.Tensor, outcome, expected_clicks: torch.Tensor, ir_tolerance
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`measure_outcome` on the kernel: the sums (revenue, welfare, clicks, model clicks, model
+    revenue) [5, B], ads shown [B], each bidder's utility [B, N] and the IR violations [B] of
+    an outcome (slot_bidder, price per click, model CTRs [B, K]) with `expected_clicks` [B, K]
+    at `values` and `bids` [B, N]."""
+    slot_bidder = outcome.slot_bidder
+    batch, n_slots = slot_bidder.shape
+    terms = torch.empty((5, batch, n_slots), dtype=values.dtype)  # summed below, by torch
+    ad_count, ir_violations = torch.empty((2, batch), dtype=values.dtype)
+    utility = torch.empty(values.shape, dtype=values.dtype)  # [B, N]
+    _kernels().outcome_terms(
+        slot_bidder.to(torch.long).contiguous().numpy(),
+        outcome.price_per_click.contiguous().numpy(),
+        expected_clicks.contiguous().numpy(),
+        outcome.allocation.slot_ctr_model.contiguous().numpy(),
+        values.contiguous().numpy(),
+        bids.contiguous().numpy(),
+        ir_tolerance,
+        terms.numpy(),
+        ad_count.numpy(),
+        utility.numpy(),
+        ir_violations.numpy(),
+    )
+    return terms.sum(2), ad_count, utility, ir_violations

@@ -238,4 +238,11 @@ def ex_post_regret(
     search = misreport_utility(
         spec, mechanism, world, requests, bids, rerun=rerun, context=context, outcome=outcome
     )
-    return (search.utility.amax(dim=2) - utility).clamp(min=0.0)
+    return regret_of(search.utility, utility)
+
+
+def regret_of(deviation: torch.Tensor, utility: torch.Tensor) -> torch.Tensor:
+    """Ex-post regret [B, N]: the best utility over the candidates `deviation` [B, N, C] less
+    the utility at the bids `utility` [B, N], at least 0 (NaN stays NaN)."""
+    best = deviation[..., 0] if deviation.shape[2] == 1 else deviation.amax(dim=2)  # [B, N]
+    return (best - utility).clamp_(min=0.0)

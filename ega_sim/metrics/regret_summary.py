@@ -22,7 +22,7 @@ import torch
 from ega_sim.intervals import RatioSums, figure_interval
 from ega_sim.mechanisms.base import per_bidder
 from ega_sim.metrics.market import model_regret
-from ega_sim.metrics.regret import MisreportSpec, misreport_utility
+from ega_sim.metrics.regret import MisreportSpec, misreport_utility, regret_of
 from ega_sim.seeding import make_generator
 
 REGRET_SAMPLE = 2_000
@@ -72,7 +72,7 @@ def regret_series(
         **extra,
     )
     deviation, deviation_model = search.utility, search.utility_model
-    regret = (deviation.amax(dim=2) - utility).clamp(min=0.0)  # [B, N], NaN: not searched
+    regret = regret_of(deviation, utility)  # [B, N], NaN: not searched
     if market and hasattr(mechanism, "ad_auction"):  # the cascade: its separable ad auction
         regret_model, utility_model = model_regret(spec, mechanism, requests, bids, context)
         regret_model = torch.where(searched, regret_model, torch.nan)
@@ -82,7 +82,7 @@ def regret_series(
         margin = torch.where(shown, value - outcome.price_per_click, 0.0)
         slot_utility = margin * torch.where(shown, outcome.allocation.slot_ctr_model, 0.0)
         utility_model = per_bidder(slot_utility, outcome.slot_bidder, bids.shape[1])
-        regret_model = (deviation_model.amax(dim=2) - utility_model).clamp(min=0.0)
+        regret_model = regret_of(deviation_model, utility_model)
     else:  # a position auction's mechanism knows the true click model
         regret_model, utility_model = regret, utility
     pairs = searched.to(regret.dtype)
