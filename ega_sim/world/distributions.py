@@ -38,7 +38,10 @@ class Uniform:
 
     def sample(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         unit = torch.rand(shape, generator=generator, dtype=torch.float64)
-        return unit.mul_(self.high - self.low).add_(self.low)  # low + (high - low) * u, in place
+        # low + (high - low) * u, in place; U[0, 1] is u itself (u * 1 + 0 == u: no -0.0)
+        if self.high - self.low != 1.0:
+            unit.mul_(self.high - self.low)
+        return unit.add_(self.low) if self.low != 0.0 else unit
 
     def cdf(self, v: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(v, float) - self.low) / (self.high - self.low), 0.0, 1.0)
