@@ -6,7 +6,9 @@ slots; one slot; one bidder), for every payment rule the kernel runs: the alloca
 bidders, the first K + 1 ranks and their scores, every score, the model CTRs) and the prices
 equal torch's sort-based path and the BidderView reference; each bidder's best exact misreport
 and its utility equal the torch search's maximum over the same candidates (and its first
-argmax). Then the mode switch, the errors, and a whole `evaluate` on both paths.
+argmax). The outcome kernel gives `measure_outcome`'s figures bit for bit. Then the mode
+switch, the errors, the checks that keep a disagreeing kernel out, and a whole `evaluate` on
+both paths.
 """
 
 from __future__ import annotations

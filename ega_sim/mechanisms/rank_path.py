@@ -4,7 +4,9 @@ Both give the same outputs bit for bit (tests/test_rank_kernel.py). The kernel r
 threshold and first price of a `RankMechanism` that ranks by q * b (cascade), and their exact
 regret in a separable world, on float64 CPU batches; torch runs everything else (a GPU,
 float32, myerson's virtual-value ranking, a learned price, the dense and grid searches) and is
-the reference. The mode:
+the reference. `measure_outcome`'s per-slot work (metrics/outcomes.py) runs on a kernel too,
+for any mechanism's float64 CPU outcome, where the rank kernel runs (`measures_on_kernel`).
+The mode:
 
 - `auto` (default): the kernel for batches of at least KERNEL_MIN_REQUESTS requests when numba
   imports, once this process has run AUTO_AFTER_REQUESTS requests of such batches on torch (a
