@@ -457,7 +457,9 @@ def _bench(args: argparse.Namespace) -> int:
     auction and of evaluate, measured in the same run, with their ratio; on the CPU each rank
     auction is timed on both paths, [kernel]: the compiled numba kernel (an insertion network
     vectorized over blocks of requests, prices and exact regret fused), [torch]: the stable
-    sort with prices from the top K + 1 ranks; myerson and a GPU run torch), memory (peak
+    sort with prices from the top K + 1 ranks; myerson and a GPU run torch; and where exact
+    regret's time goes, in ms per 100,000 requests: auction, expected clicks, outcome
+    measures, misreport search, regret), memory (peak
     memory of evaluate with exact regret at 1e5, 1e6, 4e6 requests, fresh processes), feed
     (requests/s of evaluate for the learned cascade/gsp on feed_small), logs (simulate-logs on
     feed_medium: time, peak memory), ega (ega/gsp, 16 and 64 beams), paynet (cascade/paynet's

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from ega_sim.bench.auctions import STEPS
 from ega_sim.cli import main
 from ega_sim.mechanisms.rank_path import kernel_available
 
@@ -180,7 +181,7 @@ def test_bench_prints_throughput(capsys):
         for path in paths:
             regret = 1 if slots == 1 else 2 + (path == "torch")  # gsp, vcg, myerson on torch
             names += [f"no regret [{path}]", f"no regret [{path}]: ratio"]
-            names += [f"exact regret [{path}]"] * regret
+            names += [f"exact regret [{path}]"] * regret + [f"exact regret steps [{path}]"]
         return names
 
     tail = [
@@ -202,6 +203,12 @@ def test_bench_prints_throughput(capsys):
             ours = rows[(f"no regret [{path}]", scenario)]["auctions_per_second"]
             ratio = rows[(f"no regret [{path}]: ratio", scenario)]["ega_sim_over_numpy"]
             assert ratio == pytest.approx(ours / numpy)
+            # where exact regret's time goes: every step, in ms per 100,000 requests
+            steps = rows[(f"exact regret steps [{path}]", scenario)]
+            per_100k = steps["milliseconds_per_100k_requests"]
+            assert list(per_100k) == list(STEPS) and min(per_100k.values()) > 0
+            total_ms = 1e3 * steps["seconds"] * 100_000 / steps["requests"]
+            assert sum(per_100k.values()) == pytest.approx(total_ms)
 
 
 def test_feed_bench_runs(capsys, feed_small_checkpoint):
