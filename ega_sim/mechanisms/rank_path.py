@@ -236,7 +236,11 @@ def kernel_best_misreports(
 
 
 def kernel_outcome(
-    values: torch.Tensor, bids: torch.Tensor, outcome, expected_clicks: torch.Tensor, ir_tolerance
+    values: torch.Tensor,
+    bids: torch.Tensor,
+    outcome,
+    expected_clicks: torch.Tensor,
+    ir_tolerance: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`measure_outcome` on the kernel: the sums (revenue, welfare, clicks, model clicks, model
     revenue) [5, B], ads shown [B], each bidder's utility [B, N] and the IR violations [B] of

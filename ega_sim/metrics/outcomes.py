@@ -87,7 +87,7 @@ def _measure_on_kernel(values, bids, outcome: Outcome, expected_clicks) -> Reque
 @cache
 def _kernel_trusted() -> bool:
     """Whether the outcome kernel gives `_measure_with_torch`'s numbers bit for bit on a small
-    outcome with empty slots, score ties and IR violations (numba compiles for the machine;
+    outcome with empty slots, tied values and IR violations (numba compiles for the machine;
     mechanisms/rank_kernel_check.py says why this is checked); once per process."""
     from ega_sim.mechanisms.rank_kernel_check import distrust
 
