@@ -179,7 +179,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     shown ads for ega/gr, whose misreports re-run beam search; all otherwise). The cascade's
     gsp, vcg, threshold and first price, and their exact regret, run on torch for the first
     250,000 requests and then on a compiled numba kernel (CPU chunks of >= 2,048 requests),
-    with the same numbers bit for bit; EGA_SIM_RANK_PATH=torch (or kernel) forces one path.
+    and from then on so do the outcome measures of every mechanism, with the same numbers bit
+    for bit; EGA_SIM_RANK_PATH=torch (or kernel) forces one path.
 
     examples:
       ega-sim evaluate --scenario textbook
