@@ -207,6 +207,7 @@ def test_without_numba_everything_runs_on_torch(monkeypatch: pytest.MonkeyPatch)
     bids = requests.value_per_click
     with path.rank_path("kernel"):
         expected = gsp.run(requests, bids).price_per_click
+    monkeypatch.delenv(path.ENVIRONMENT_VARIABLE, raising=False)  # auto
     monkeypatch.setattr(path, "_kernels", lambda: None)
     monkeypatch.setattr(path, "_eligible_requests", path.AUTO_AFTER_REQUESTS)
     assert not path.kernel_available() and "numba not installed" in path.describe()
