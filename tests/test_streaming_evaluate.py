@@ -17,6 +17,7 @@ import torch
 from ega_sim.evaluation import RunningMoments, _measure_chunk, evaluate_detailed
 from ega_sim.mechanisms.registry import make_mechanism
 from ega_sim.metrics.regret import MisreportSpec
+from ega_sim.metrics.regret_summary import REGRET_SAMPLE, sample_positions
 from ega_sim.seeding import make_generator
 from ega_sim.world.build import make_world
 
@@ -60,6 +61,14 @@ def test_streamed_figures_equal_the_whole_series(name: str, scenario: str, metho
     kept = utility >= tiny
     per_ad = float(torch.where(kept, regret / utility, 0.0).sum()) / float(kept.sum())
     assert _close(result.psi_per_ad, per_ad, 1e-12)
+    # The regret sample: REGRET_SAMPLE of the active pairs (regret or utility > 0, row-major)
+    # at the positions the run's seed draws, picked here from the whole series by a mask.
+    active = ~torch.isnan(regret) & ((regret > 0) | (utility > 0))
+    active_regret, active_utility = regret[active], utility[active]
+    assert active_regret.numel() > REGRET_SAMPLE  # the sample is a draw, not every pair
+    keep = sample_positions(active.sum().item(), REGRET_SAMPLE, make_generator(5, "regret_sample"))
+    assert details.regret_sample == tuple(active_regret[keep].tolist())
+    assert details.utility_sample == tuple(active_utility[keep].tolist())
     if method == "grid":
         curve = series["curve_sum"].sum(0) / pairs  # [C]
         for streamed, whole in zip(details.curve_utility, curve.tolist(), strict=True):
