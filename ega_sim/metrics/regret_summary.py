@@ -220,9 +220,12 @@ class RegretAccumulator:
         for start in range(0, self.filled, PAIR_ROWS):
             count = min(PAIR_ROWS, self.filled - start)
             regret, utility = buffers[:, :count]
-            for rows, file in ((regret, self._regret), (utility, self._utility)):
+            for rows, file, name in (
+                (regret, self._regret, "regret"),
+                (utility, self._utility, "utility"),
+            ):
                 if file.readinto(rows.numpy()) != rows.numel() * rows.element_size():
-                    raise OSError(f"{file.name}: the pair rows were cut short")
+                    raise OSError(f"the temporary file of {name} pair rows was cut short")
             yield regret, utility
 
     def summary(self, spec: MisreportSpec, mechanism, seed: int) -> RegretSummary:
@@ -241,8 +244,8 @@ class RegretAccumulator:
             # x * mask with nansum, not where(mask, x, 0).sum() (3x slower on the CPU): the same
             # sum in the same order (NaN and -0.0 add nothing)
             positive_sum += float((utility * positive).nansum())
-            unsearched_low = regret.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
-            regret_max = max(regret_max, float(unsearched_low.max()))
+            searched_regret = regret.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+            regret_max = max(regret_max, float(searched_regret.max()))  # -inf: not searched
         mean_positive = positive_sum / count if count else 0
         sums = {name: self.sums[name] for name in ("regret_mean", "psi")}
         sums["psi_per_ad"], sample = self._per_ad_sums_and_sample(
