@@ -281,7 +281,7 @@ def test_a_kernel_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) ->
 
 def _random_outcome(batch: int, n_bidders: int, n_slots: int, seed: int):
     """Requests, bids above and below the values (IR violations), and an outcome with empty
-    slots, prices and expected clicks on small grids (ties, zeros)."""
+    slots, prices on a small grid (ties, zeros), random expected clicks and model CTRs."""
     from ega_sim.mechanisms.base import Allocation, Outcome
 
     generator = torch.Generator().manual_seed(seed)
