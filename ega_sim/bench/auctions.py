@@ -37,20 +37,46 @@ def _chunks(world, requests: int) -> list:
     return [batch.slice(start, start + size) for start in range(0, requests, size)]
 
 
-def _run_chunks(mechanism, world, chunks, with_regret: bool) -> None:
-    """Run the mechanism on each chunk of truthful requests; with exact regret when asked."""
-    from ega_sim.metrics.outcomes import measure_outcome
-    from ega_sim.metrics.regret import MisreportSpec, ex_post_regret
+STEPS = ("auction", "expected clicks", "outcome measures", "misreport search", "regret")
 
+
+def _run_chunks(mechanism, world, chunks, with_regret: bool, spent=None) -> None:
+    """Run the mechanism on each chunk of truthful requests; with exact regret when asked (the
+    STEPS: the world's expected clicks, the outcome measures with the truthful utilities, the
+    misreport search and the regret). `spent`, when given, gets each step's seconds added (a
+    clock read after each step, and on a GPU a synchronize)."""
+    import time
+
+    import torch
+
+    from ega_sim.metrics.outcomes import measure_outcome
+    from ega_sim.metrics.regret import MisreportSpec, misreport_utility, regret_of
+
+    def now() -> float:
+        if spent is None:
+            return 0.0
+        if world.device.type == "cuda":
+            torch.cuda.synchronize(world.device)
+        return time.perf_counter()
+
+    spec = MisreportSpec("exact")
     for chunk in chunks:
         bids = chunk.value_per_click
+        marks = [now()]
         outcome = mechanism.run(chunk, bids)
+        marks.append(now())
         if with_regret:
             clicks = world.expected_clicks(chunk, outcome.allocation)
+            marks.append(now())
             utility = measure_outcome(chunk, bids, outcome, clicks).utility
-            ex_post_regret(
-                MisreportSpec("exact"), mechanism, world, chunk, bids, utility, outcome=outcome
-            )
+            marks.append(now())
+            search = misreport_utility(spec, mechanism, world, chunk, bids, outcome=outcome)
+            marks.append(now())
+            regret_of(search.utility, utility)  # ex_post_regret, in its two steps
+            marks.append(now())
+        if spent is not None:
+            for step, begin, end in zip(STEPS, marks, marks[1:], strict=False):
+                spent[step] += end - begin
 
 
 def _rate_record(benchmark: str, mechanism: str, world, requests: int, seconds: float, threads):
@@ -135,45 +161,15 @@ def _position_rates(printer, world, chunks, requests, repeats, threads, path, ba
         _exact_regret_steps(printer, gsp, world, chunks, repeats, threads, path)
 
 
-STEPS = ("auction", "expected clicks", "outcome measures", "misreport search", "regret")
-
-
 def _exact_regret_steps(printer, mechanism, world, chunks, repeats, threads, path) -> None:
     """Where "+ exact regret" spends its time: each step of `_run_chunks` timed inside the
     loop and summed over the chunks, the best of `repeats` passes (after a warm-up) per step,
     in milliseconds per 100,000 requests."""
-    import time
-
-    import torch
-
-    from ega_sim.metrics.outcomes import measure_outcome
-    from ega_sim.metrics.regret import MisreportSpec, misreport_utility, regret_of
-
-    def now() -> float:
-        if world.device.type == "cuda":
-            torch.cuda.synchronize(world.device)
-        return time.perf_counter()
-
     requests = sum(chunk.batch_size for chunk in chunks)
     best = dict.fromkeys(STEPS, float("inf"))
     for repeat in range(repeats + 1):  # the first pass warms up
         spent = dict.fromkeys(STEPS, 0.0)
-        for chunk in chunks:
-            bids = chunk.value_per_click
-            started = now()
-            outcome = mechanism.run(chunk, bids)
-            ran = now()
-            clicks = world.expected_clicks(chunk, outcome.allocation)
-            clicked = now()
-            utility = measure_outcome(chunk, bids, outcome, clicks).utility
-            measured = now()
-            spec = MisreportSpec("exact")
-            search = misreport_utility(spec, mechanism, world, chunk, bids, outcome=outcome)
-            searched = now()
-            regret_of(search.utility, utility)
-            marks = (started, ran, clicked, measured, searched, now())
-            for step, begin, end in zip(STEPS, marks, marks[1:], strict=False):
-                spent[step] += end - begin
+        _run_chunks(mechanism, world, chunks, True, spent)
         if repeat:
             best = {step: min(best[step], spent[step]) for step in STEPS}
     per_100k = {step: 1e3 * seconds * 100_000 / requests for step, seconds in best.items()}

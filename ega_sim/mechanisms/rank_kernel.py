@@ -213,7 +213,7 @@ def best_misreports(
     competitor_score = np.zeros((n_slots, LANES))
     wins_ties = np.zeros((n_slots, LANES), dtype=np.int64)  # that competitor's index < i
     threshold = np.zeros((n_slots, LANES))  # lowest own bid that wins slot j or better
-    slot_price = np.zeros((n_slots, LANES))  # price per click at slot j (gsp, vcg, threshold)
+    slot_price = np.zeros((n_slots, LANES))  # price per click at slot j (vcg, threshold)
     slot_utility = np.zeros((n_slots, LANES))  # q * CTR_j * (value - price_j)
     floor, total = np.zeros(LANES), np.zeros(LANES)
     top_bid, top_utility = np.zeros(LANES), np.zeros(LANES)
@@ -251,11 +251,7 @@ def best_misreports(
                     wins_ties[j, lane] = (bidder_after if shifted else bidder_at) < i
                 for lane in range(lanes):
                     threshold[j, lane] = _maximum(competitor_score[j, lane] / q[lane], own[lane])
-            if rule == GSP:
-                for j in range(n_slots):
-                    for lane in range(lanes):
-                        slot_price[j, lane] = threshold[j, lane]
-            elif rule != FIRST:  # vcg, threshold: sums from the last slot up
+            if rule in (VCG, THRESHOLD):  # sums from the last slot up
                 for lane in range(lanes):
                     f = q[lane] * reserve
                     floor[lane] = f if f >= reserve_score else reserve_score
@@ -273,9 +269,10 @@ def best_misreports(
                             slot_price[j, lane] = total[lane] / (slot_ctr[j] * q[lane])
                         else:
                             slot_price[j, lane] = total[lane] / slot_ctr[j]
+            prices = threshold if rule == GSP else slot_price  # gsp pays the threshold
             for j in range(n_slots):  # the utility of landing in slot j (but first price)
                 for lane in range(LANES):
-                    margin = value[lane] - slot_price[j, lane]
+                    margin = value[lane] - prices[j, lane]
                     slot_utility[j, lane] = (q[lane] * click_ctr[j]) * margin
             # One request at a time, its loops over candidates and slots unrolled; over every
             # lane (a fixed trip count ran twice as fast as `lanes`; the extra lanes are unused).

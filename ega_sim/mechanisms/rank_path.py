@@ -114,8 +114,7 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
     tensors = [bids] if requests is None else [bids, requests.value_per_click, requests.quality]
     runnable = _runnable(tensors)
     if mode == "kernel":
-        if not kernel_available():
-            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
+        _require_numba()
         return runnable and mechanism.kernel_trusted()
     if not runnable or bids.shape[0] < KERNEL_MIN_REQUESTS:
         return False
@@ -124,6 +123,12 @@ def uses_kernel(mechanism, bids: torch.Tensor, requests=None) -> bool:
         _eligible_requests += bids.shape[0]
         return False
     return kernel_available() and mechanism.kernel_trusted()
+
+
+def _require_numba() -> None:
+    """The `kernel` mode without numba: a RuntimeError that says so."""
+    if not kernel_available():
+        raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
 
 
 def _runnable(tensors) -> bool:
@@ -142,8 +147,7 @@ def measures_on_kernel(values: torch.Tensor, *tensors: torch.Tensor) -> bool:
     if mode == "torch" or not _runnable([values, *tensors]):
         return False
     if mode == "kernel":
-        if not kernel_available():
-            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=kernel: numba is not installed")
+        _require_numba()
         return True
     return (
         values.shape[0] >= KERNEL_MIN_REQUESTS
