@@ -103,6 +103,44 @@ def test_kernel_equals_torch_at_many_slots(n_bidders: int, slot_ctr: tuple[float
         assert torch.equal(fast.utility[..., 0], slow.utility.max(dim=2).values), rule
 
 
+def test_kernel_search_at_the_ends_of_the_doubles() -> None:
+    """The search's `ahead_of` steps a tied competitor's score up one double: checked where
+    that step is special, with bids of -0.0 (score -0.0), 0, the smallest subnormal and the
+    largest double (scores tied with each other and with zero): every rule equals torch. A
+    score of +inf (impossible from AuctionRequests, whose q <= 1 keeps q * b finite) makes the
+    kernel decline (None), so the caller searches on torch."""
+    config = position_auction(5, (1.0, 0.75, 0.5), reserve=0.0)
+    world = make_world(config, "cpu")
+    generator = torch.Generator().manual_seed(7)
+    ends = torch.tensor(
+        [-0.0, 0.0, 5e-324, 1e-300, 0.5, 1.0, 1.7976931348623157e308], dtype=torch.float64
+    )
+    values = ends[torch.randint(0, 7, (3_000, 5), generator=generator)]  # [B, N]
+    quality = torch.tensor([0.5, 1.0], dtype=torch.float64)[
+        torch.randint(0, 2, (3_000, 5), generator=generator)
+    ]
+    requests = AuctionRequests(values, quality)
+    assert bool(torch.signbit(values[values == 0]).any())  # some -0.0 bids
+    for rule in RULES:
+        mechanism = make_mechanism(f"cascade/{rule}", world)
+        kernel = _run_on("kernel", mechanism, requests, values)
+        torch_path = _run_on("torch", mechanism, requests, values)
+        assert torch.equal(kernel.allocation.top_score, torch_path.allocation.top_score)
+        fast = _search_on("kernel", mechanism, world, requests, values, kernel)
+        slow = _search_on("torch", mechanism, world, requests, values, torch_path)
+        best = slow.utility.max(dim=2).values  # [B, N]
+        got = fast.utility[..., 0]
+        assert torch.equal(got.isnan(), best.isnan()), rule  # inf - inf in a price
+        assert bool((got.isnan() | (got == best)).all()), rule
+        expected_bid = slow.misreports.gather(2, slow.utility.argmax(2, keepdim=True))[..., 0]
+        assert bool((got.isnan() | (fast.misreports[..., 0] == expected_bid)).all()), rule
+    allocation = kernel.allocation
+    allocation.top_score[17, 0] = torch.inf
+    with path.rank_path("kernel"):
+        declined = path.kernel_best_misreports(mechanism, world, requests, values, allocation, 0.0)
+    assert declined is None
+
+
 def test_the_profiles_tie_and_reach_every_branch() -> None:
     """The property test is not vacuous: exact score ties among the top K + 1, empty slots,
     bidders below a reserve, and searches that find regret all occur."""

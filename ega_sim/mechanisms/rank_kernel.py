@@ -30,6 +30,8 @@ from numba import njit
 GSP, VCG, THRESHOLD, FIRST = 0, 1, 2, 3  # payment rule codes
 LANES = 64  # requests per block of the selection network
 BAD_BID = 1  # status: a bid that is negative, NaN or infinite (the caller raises its error)
+SUMMED_SLOTS = 4  # outcome_terms sums over at most this many slots itself
+INFINITE_SCORE = 2  # status: a ranked score of +inf (q * b overflowed: the caller uses torch)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -193,7 +195,8 @@ def best_misreports(
 ):
     """Each bidder's best utility over the exact candidates (0 and just above each of its K
     thresholds, the others' bids fixed): `RankMechanism.unilateral` on `candidate_misreports`,
-    maximized over candidates, without the [B, N, K + 1] tensors.
+    maximized over candidates, without the [B, N, K + 1] tensors. Returns INFINITE_SCORE
+    (outputs unspecified) if a ranked score is +inf, else 0.
 
     `click_ctr` is a tuple so that K is part of the compiled type: the candidate loop's loops
     over candidates and slots unroll and it runs in registers (module docstring).
@@ -212,6 +215,10 @@ def best_misreports(
     # What bidder i faces at each slot j [K, LANES]: the j-th of the others in rank order.
     competitor_score = np.zeros((n_slots, LANES))
     wins_ties = np.zeros((n_slots, LANES), dtype=np.int64)  # that competitor's index < i
+    # An own score below ahead_of[j] leaves competitor j ranked above: its score, or the next
+    # double up when it wins ties (s < up(c) <=> s <= c); an int64 view does the step.
+    ahead_of = np.zeros((n_slots, LANES))
+    ahead_bits, competitor_bits = ahead_of.view(np.int64), competitor_score.view(np.int64)
     threshold = np.zeros((n_slots, LANES))  # lowest own bid that wins slot j or better
     slot_price = np.zeros((n_slots, LANES))  # price per click at slot j (vcg, threshold)
     slot_utility = np.zeros((n_slots, LANES))  # q * CTR_j * (value - price_j)
@@ -219,10 +226,14 @@ def best_misreports(
     top_bid, top_utility = np.zeros(LANES), np.zeros(LANES)
     for start in range(0, batch, LANES):
         lanes = min(LANES, batch - start)
+        infinite = 0
         for t in range(ranks):
             for lane in range(lanes):
                 top[t, lane] = top_score[start + lane, t]
                 top_bidder[t, lane] = order[start + lane, t]
+                infinite += top[t, lane] == np.inf
+        if infinite:  # up(+inf) is not above +inf: ahead_of would be wrong
+            return INFINITE_SCORE
         for lane in range(lanes):  # candidate_misreports' floor step, from the largest value
             scale = values[start + lane, 0]
             for i in range(n_bidders):
@@ -249,6 +260,10 @@ def best_misreports(
                     shifted = j >= rank[lane]  # i ranks above: its j-th competitor is j + 1
                     competitor_score[j, lane] = after if shifted else at
                     wins_ties[j, lane] = (bidder_after if shifted else bidder_at) < i
+                for lane in range(lanes):  # up(c): the bits plus one, away from zero
+                    bits = competitor_bits[j, lane]  # c is finite >= +0, -0.0 or -inf
+                    up = 1 if competitor_score[j, lane] == 0.0 else bits + (1 if bits > 0 else -1)
+                    ahead_bits[j, lane] = up if wins_ties[j, lane] != 0 else bits
                 for lane in range(lanes):
                     threshold[j, lane] = _maximum(competitor_score[j, lane] / q[lane], own[lane])
             if rule in (VCG, THRESHOLD):  # sums from the last slot up
@@ -291,8 +306,7 @@ def best_misreports(
                     # from the last slot up, the utility there (none below every slot).
                     utility = nothing
                     for j in range(n_slots - 1, -1, -1):
-                        cs = competitor_score[j, lane]
-                        ahead = (cs > own_score) | ((wins_ties[j, lane] != 0) & (cs == own_score))
+                        ahead = own_score < ahead_of[j, lane]
                         if rule == FIRST:
                             here = (bidder_q * click_ctr[j]) * (bidder_value - bid)
                         else:
@@ -319,36 +333,53 @@ def outcome_terms(
     values,  # [B, N] value per click
     bids,  # [B, N]
     ir_tolerance,  # metrics.outcomes.IR_TOLERANCE
-    terms,  # out [5, B, K]: price x clicks; value x clicks if shown, else 0; clicks; model
-    # clicks (the model CTR if shown, else 0); price x model clicks
+    sums,  # out [5, B] when K <= SUMMED_SLOTS: the terms below summed over slots
+    terms,  # out [5, B, K] when K > SUMMED_SLOTS: price x clicks; value x clicks if shown,
+    # else 0; clicks; model clicks (the model CTR if shown, else 0); price x model clicks
     ad_count,  # out [B] ads shown
     utility,  # out [B, N] (value - price) x clicks of each shown bidder, else 0
     ir_violations,  # out [B] shown bidders whose price exceeds the bid beyond ir_tolerance
 ):
     """metrics/outcomes.measure_outcome's per-slot and per-bidder work for any outcome, in one
-    pass: the same float operations, so equal bit for bit; the caller sums `terms` over slots
-    with torch (whose order of summation over more than 4 slots is its own)."""
+    pass: the same float operations, so equal bit for bit. Up to SUMMED_SLOTS slots it sums
+    the terms too, from 0 in slot order, which is torch's order for so few doubles; beyond,
+    the caller sums `terms` with torch (whose order is its own, vectorized and
+    machine-dependent)."""
     batch, n_slots = slot_bidder.shape
     n_bidders = values.shape[1]
+    summed = n_slots <= SUMMED_SLOTS
     for r in range(batch):
         for i in range(n_bidders):
             utility[r, i] = 0.0
         ads, violations = 0, 0
+        revenue, welfare, all_clicks, model_clicks, model_revenue = 0.0, 0.0, 0.0, 0.0, 0.0
         for k in range(n_slots):
             bidder = slot_bidder[r, k]
             shown = bidder >= 0
             index = bidder if shown else 0
             value, bid = values[r, index], bids[r, index]
             paid, click = price[r, k], clicks[r, k]
-            terms[0, r, k] = paid * click
-            terms[1, r, k] = value * click if shown else 0.0
-            terms[2, r, k] = click
             model_click = model_ctr[r, k] if shown else 0.0
-            terms[3, r, k] = model_click
-            terms[4, r, k] = paid * model_click
+            paid_clicks, value_clicks = paid * click, value * click if shown else 0.0
+            paid_model_clicks = paid * model_click
+            if summed:
+                revenue += paid_clicks
+                welfare += value_clicks
+                all_clicks += click
+                model_clicks += model_click
+                model_revenue += paid_model_clicks
+            else:
+                terms[0, r, k] = paid_clicks
+                terms[1, r, k] = value_clicks
+                terms[2, r, k] = click
+                terms[3, r, k] = model_click
+                terms[4, r, k] = paid_model_clicks
             if shown:
                 utility[r, bidder] = (value - paid) * click
                 ads += 1
                 violations += paid > bid * (1 + ir_tolerance) + ir_tolerance
+        if summed:
+            sums[0, r], sums[1, r], sums[2, r] = revenue, welfare, all_clicks
+            sums[3, r], sums[4, r] = model_clicks, model_revenue
         ad_count[r] = ads
         ir_violations[r] = violations

@@ -208,10 +208,11 @@ def kernel_run(mechanism, requests, bids: torch.Tensor):
 
 def kernel_best_misreports(
     mechanism, world, requests, bids: torch.Tensor, allocation, nudge: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Each bidder's best exact-candidate misreport and its utility, both [B, N], in a
-    separable world (`world.slot_ctr` [K]); `allocation`: the RankAllocation of `bids`;
-    `nudge`: the candidates' relative step above a threshold (metrics.regret.EXACT_NUDGE).
+    separable world (`world.slot_ctr` [K]), or None if a ranked score is +inf (q * b overflowed;
+    the caller searches on torch); `allocation`: the RankAllocation of `bids`; `nudge`: the
+    candidates' relative step above a threshold (metrics.regret.EXACT_NUDGE).
     ValueError if the world and the allocator have different numbers of slots."""
     allocator = mechanism.allocator
     click_ctr = tuple(world.slot_ctr.tolist())  # a tuple: K is compiled in (rank_kernel.py)
@@ -222,7 +223,7 @@ def kernel_best_misreports(
         )
     best_bid = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N]
     best_utility = torch.empty(bids.shape, dtype=bids.dtype)  # [B, N]
-    _kernels().best_misreports(
+    status = _kernels().best_misreports(
         requests.value_per_click.contiguous().numpy(),
         requests.quality.contiguous().numpy(),
         allocation.order.contiguous().numpy(),
@@ -236,6 +237,8 @@ def kernel_best_misreports(
         best_bid.numpy(),
         best_utility.numpy(),
     )
+    if status:
+        return None
     return best_bid, best_utility
 
 
@@ -252,7 +255,9 @@ def kernel_outcome(
     at `values` and `bids` [B, N]."""
     slot_bidder = outcome.slot_bidder
     batch, n_slots = slot_bidder.shape
-    terms = torch.empty((5, batch, n_slots), dtype=values.dtype)  # summed below, by torch
+    summed = n_slots <= _kernels().SUMMED_SLOTS  # the kernel sums; else torch, below
+    sums = torch.empty((5, batch if summed else 0), dtype=values.dtype)
+    terms = torch.empty((5, 0 if summed else batch, n_slots), dtype=values.dtype)
     ad_count, ir_violations = torch.empty((2, batch), dtype=values.dtype)
     utility = torch.empty(values.shape, dtype=values.dtype)  # [B, N]
     _kernels().outcome_terms(
@@ -263,9 +268,10 @@ def kernel_outcome(
         values.contiguous().numpy(),
         bids.contiguous().numpy(),
         ir_tolerance,
+        sums.numpy(),
         terms.numpy(),
         ad_count.numpy(),
         utility.numpy(),
         ir_violations.numpy(),
     )
-    return terms.sum(2), ad_count, utility, ir_violations
+    return sums if summed else terms.sum(2), ad_count, utility, ir_violations

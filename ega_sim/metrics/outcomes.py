@@ -92,28 +92,29 @@ def _kernel_trusted() -> bool:
     from ega_sim.mechanisms.rank_kernel_check import distrust
 
     generator = torch.Generator().manual_seed(18)
-    batch, n_bidders, n_slots = 293, 9, 6  # more than 4 slots: torch's summation order
+    batch, n_bidders = 293, 9
     values = torch.randint(0, 5, (batch, n_bidders), generator=generator).double() / 4
     bids = values + torch.randint(-1, 2, (batch, n_bidders), generator=generator).double() / 8
-    ranked = torch.rand((batch, n_bidders), generator=generator).argsort(1)[:, :n_slots]
-    empty = torch.rand((batch, n_slots), generator=generator) < 0.2
-    slot_bidder = torch.where(empty, -1, ranked)  # [B, K]
-    price = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
-    price = torch.where(empty, 0.0, price)  # [B, K]
-    clicks = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
-    clicks = torch.where(empty, 0.0, clicks)  # [B, K]
     requests = AuctionRequests(values, torch.ones_like(values))
-    model_ctr = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
-    outcome = Outcome(Allocation(slot_bidder, model_ctr), price)
-    for bidding in (values, bids):  # truthful (bids is values) and not
-        kernel = _measure_on_kernel(values, bidding, outcome, clicks)
-        reference = _measure_with_torch(requests, bidding, outcome, clicks)
-        fields = zip(vars(kernel).values(), vars(reference).values(), strict=True)
-        if not all(torch.equal(mine, theirs) for mine, theirs in fields):
-            import numba
+    for n_slots in (3, 6):  # the kernel sums over 3 slots; torch over 6
+        ranked = torch.rand((batch, n_bidders), generator=generator).argsort(1)[:, :n_slots]
+        empty = torch.rand((batch, n_slots), generator=generator) < 0.2
+        slot_bidder = torch.where(empty, -1, ranked)  # [B, K]
+        price = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
+        price = torch.where(empty, 0.0, price)  # [B, K]
+        clicks = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
+        clicks = torch.where(empty, 0.0, clicks)  # [B, K]
+        model_ctr = torch.rand((batch, n_slots), generator=generator, dtype=torch.float64)
+        outcome = Outcome(Allocation(slot_bidder, model_ctr), price)
+        for bidding in (values, bids):  # truthful (bids is values) and not
+            kernel = _measure_on_kernel(values, bidding, outcome, clicks)
+            reference = _measure_with_torch(requests, bidding, outcome, clicks)
+            fields = zip(vars(kernel).values(), vars(reference).values(), strict=True)
+            if not all(torch.equal(mine, theirs) for mine, theirs in fields):
+                import numba
 
-            return distrust(
-                f"the compiled outcome kernel (numba {numba.__version__}) disagrees with the "
-                "torch reference on this machine (metrics/outcomes.py)"
-            )
+                return distrust(
+                    f"the compiled outcome kernel (numba {numba.__version__}) disagrees with "
+                    "the torch reference on this machine (metrics/outcomes.py)"
+                )
     return True

@@ -217,7 +217,10 @@ def _kernel_best_misreports(mechanism, world, requests, bids, outcome):
     allocation = None if outcome is None else outcome.allocation
     if not hasattr(allocation, "order"):  # not a rank allocation of these bids: allocate
         allocation = mechanism.run(requests, bids).allocation  # on the kernel
-    bid, utility = kernel_best_misreports(mechanism, world, requests, bids, allocation, EXACT_NUDGE)
+    best = kernel_best_misreports(mechanism, world, requests, bids, allocation, EXACT_NUDGE)
+    if best is None:  # a score of +inf: torch's comparisons
+        return None
+    bid, utility = best
     return bid.unsqueeze(2), utility.unsqueeze(2)
 
 
