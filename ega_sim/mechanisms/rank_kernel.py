@@ -14,7 +14,10 @@ q * b (the identity g of `cascade`; a virtual-value g stays on torch, where its 
 no slower). Every float operation is the one the torch reference does, in the same order
 (mechanisms/rank.py, rank_prices.py, payments.py, metrics/regret.py), with IEEE division
 (error_model="numpy", no fastmath), so outputs are equal bit for bit: tests/test_rank_kernel.py
-holds them equal on tie-heavy profiles.
+holds them equal on tie-heavy profiles. One test is rewritten, not copied: whether a competitor
+with score c stays ranked above an own score s (c > s, or c == s and it wins ties) is the one
+compare s < c, or s < up(c) (the next double up) where it wins ties, which is the same for every
+c the search meets (finite, -0.0 or -inf; a +inf score makes it decline to torch).
 mechanisms/rank_path.py decides when these run.
 
 Importing this module imports numba (about 0.3 s); the kernels compile once per machine
