@@ -41,11 +41,9 @@ from ega_sim.threads import sets_threads
 from ega_sim.world.build import World, as_world
 from ega_sim.world.market_world import FeedMarketWorld
 
-# Requests per mechanism call. Small chunks stay in the CPU caches (measured on torch: 4,096
-# requests of n = 10 ran 1.4x faster than 100,000 in one call, 2.7x with exact regret); 8,192
-# runs as fast on torch and 10% (exact regret) to 15% faster on the rank kernels, whose fixed
-# cost per call it halves, and 16,384 is 10% slower on torch; a GPU wants large ones.
-CPU_CHUNK = 8_192
+# Requests per mechanism call. Small chunks stay in the CPU caches (measured: 4,096 requests of
+# n = 10 run 1.4x faster than 100,000 in one call, 2.7x with exact regret); a GPU wants large ones.
+CPU_CHUNK = 4_096
 CUDA_CHUNK = 65_536
 # Requests drawn at a time (a multiple of both chunk sizes): about 5 MB of draws at n = 10.
 DRAW_BLOCK = 65_536
